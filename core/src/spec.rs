@@ -1,0 +1,181 @@
+//! What a job is: the program, its arguments and environment, and its limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Grace period between SIGTERM and SIGKILL when nothing else is asked.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long pipes are drained after the job's processes are gone: bytes still held
+/// by a process outside the group (a `setsid` daemon) are not waited for longer.
+pub const DEFAULT_DRAIN_BOUND: Duration = Duration::from_millis(200);
+/// Bytes kept per stream when nothing else is asked (execa's default).
+pub const DEFAULT_MAX_BUFFER: usize = 100 * 1024 * 1024;
+/// V8's longest string is 2^29 - 24 UTF-16 units. A UTF-8 byte count never
+/// undercounts characters, so a buffer of at most this many bytes always fits.
+pub const MAX_BUFFER_LIMIT: usize = (1 << 29) - 24;
+
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Laid over the inherited environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// `None`: no limit.
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    pub drain_bound: Duration,
+    /// Most recent bytes kept per stream; older ones are dropped and counted.
+    pub max_buffer: usize,
+    /// Terminate what the leader left in its group when it exits (default true).
+    pub kill_leftovers: bool,
+}
+
+impl JobSpec {
+    pub fn new(command: impl Into<String>) -> Self {
+        JobSpec {
+            command: command.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            timeout: None,
+            kill_grace: DEFAULT_KILL_GRACE,
+            drain_bound: DEFAULT_DRAIN_BOUND,
+            max_buffer: DEFAULT_MAX_BUFFER,
+            kill_leftovers: true,
+        }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Checks what the type system cannot: strings the OS would truncate or
+    /// misread, and limits out of range. Field names are the JS ones.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.command.is_empty() {
+            return Err(SpecError::type_error("command", "must be a non-empty string"));
+        }
+        no_nul("command", &self.command)?;
+        for (i, arg) in self.args.iter().enumerate() {
+            no_nul(&format!("args[{i}]"), arg)?;
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() {
+                return Err(SpecError::type_error("env", "keys must be non-empty"));
+            }
+            if key.contains('=') {
+                return Err(SpecError::type_error(
+                    &format!("env[{key:?}]"),
+                    "key must not contain '='",
+                ));
+            }
+            no_nul(&format!("env[{key:?}]"), key)?;
+            no_nul(&format!("env[{key:?}]"), value)?;
+        }
+        if let Some(cwd) = &self.cwd {
+            if cwd.as_os_str().is_empty() {
+                return Err(SpecError::type_error("cwd", "must be a non-empty string"));
+            }
+            no_nul("cwd", &cwd.to_string_lossy())?;
+        }
+        if self.max_buffer > MAX_BUFFER_LIMIT {
+            return Err(SpecError::range_error(
+                "maxBuffer",
+                &format!("must be at most {MAX_BUFFER_LIMIT} bytes (V8's longest string)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn no_nul(field: &str, value: &str) -> Result<(), SpecError> {
+    if value.contains('\0') {
+        Err(SpecError::type_error(field, "must not contain a NUL byte"))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecErrorKind {
+    /// Wrong type or malformed value (JS `TypeError`).
+    Type,
+    /// Value outside the accepted range (JS `RangeError`).
+    Range,
+}
+
+/// A malformed job. `field` is the JS path of the culprit, e.g. `args[2]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub kind: SpecErrorKind,
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn type_error(field: &str, problem: &str) -> Self {
+        Self::new(SpecErrorKind::Type, field, problem)
+    }
+
+    pub fn range_error(field: &str, problem: &str) -> Self {
+        Self::new(SpecErrorKind::Range, field, problem)
+    }
+
+    fn new(kind: SpecErrorKind, field: &str, problem: &str) -> Self {
+        SpecError {
+            kind,
+            field: field.to_owned(),
+            message: format!("job.{field} {problem}"),
+        }
+    }
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_job() {
+        assert!(JobSpec::new("echo").args(["a", "", "b c"]).validate().is_ok());
+    }
+
+    #[test]
+    fn names_the_field_with_a_nul_byte() {
+        let err = JobSpec::new("echo").args(["ok", "bad\0"]).validate().unwrap_err();
+        assert_eq!(err.field, "args[1]");
+        assert_eq!(err.kind, SpecErrorKind::Type);
+        assert!(err.message.contains("NUL"), "{}", err.message);
+    }
+
+    #[test]
+    fn rejects_empty_command_and_equals_in_env_key() {
+        assert_eq!(JobSpec::new("").validate().unwrap_err().field, "command");
+        let mut spec = JobSpec::new("env");
+        spec.env.push(("A=B".into(), "x".into()));
+        let err = spec.validate().unwrap_err();
+        assert!(err.field.starts_with("env"), "{}", err.field);
+        assert!(err.message.contains("'='"));
+    }
+
+    #[test]
+    fn max_buffer_is_capped_at_v8_string_limit() {
+        let mut spec = JobSpec::new("true");
+        spec.max_buffer = MAX_BUFFER_LIMIT + 1;
+        let err = spec.validate().unwrap_err();
+        assert_eq!((err.kind, err.field.as_str()), (SpecErrorKind::Range, "maxBuffer"));
+    }
+}
