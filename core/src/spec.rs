@@ -59,34 +59,32 @@ impl JobSpec {
     /// misread, and limits out of range. Field names are the JS ones.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.command.is_empty() {
-            return Err(SpecError::type_error("command", "must be a non-empty string"));
+            return Err(SpecError::value("job.command", "must be a non-empty string"));
         }
-        no_nul("command", &self.command)?;
+        no_nul("job.command", &self.command)?;
         for (i, arg) in self.args.iter().enumerate() {
-            no_nul(&format!("args[{i}]"), arg)?;
+            no_nul(&format!("job.args[{i}]"), arg)?;
         }
         for (key, value) in &self.env {
+            let field = format!("job.env[{key:?}]");
             if key.is_empty() {
-                return Err(SpecError::type_error("env", "keys must be non-empty"));
+                return Err(SpecError::value("job.env", "keys must be non-empty"));
             }
             if key.contains('=') {
-                return Err(SpecError::type_error(
-                    &format!("env[{key:?}]"),
-                    "key must not contain '='",
-                ));
+                return Err(SpecError::value(&field, "key must not contain '='"));
             }
-            no_nul(&format!("env[{key:?}]"), key)?;
-            no_nul(&format!("env[{key:?}]"), value)?;
+            no_nul(&field, key)?;
+            no_nul(&field, value)?;
         }
         if let Some(cwd) = &self.cwd {
             if cwd.as_os_str().is_empty() {
-                return Err(SpecError::type_error("cwd", "must be a non-empty string"));
+                return Err(SpecError::value("job.cwd", "must be a non-empty string"));
             }
-            no_nul("cwd", &cwd.to_string_lossy())?;
+            no_nul("job.cwd", &cwd.to_string_lossy())?;
         }
         if self.max_buffer > MAX_BUFFER_LIMIT {
-            return Err(SpecError::range_error(
-                "maxBuffer",
+            return Err(SpecError::range(
+                "job.maxBuffer",
                 &format!("must be at most {MAX_BUFFER_LIMIT} bytes (V8's longest string)"),
             ));
         }
@@ -96,7 +94,7 @@ impl JobSpec {
 
 fn no_nul(field: &str, value: &str) -> Result<(), SpecError> {
     if value.contains('\0') {
-        Err(SpecError::type_error(field, "must not contain a NUL byte"))
+        Err(SpecError::value(field, "must not contain a NUL byte"))
     } else {
         Ok(())
     }
@@ -104,13 +102,15 @@ fn no_nul(field: &str, value: &str) -> Result<(), SpecError> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpecErrorKind {
-    /// Wrong type or malformed value (JS `TypeError`).
+    /// Wrong type (JS `TypeError`, Node's `ERR_INVALID_ARG_TYPE`).
     Type,
-    /// Value outside the accepted range (JS `RangeError`).
+    /// Right type, unusable value (JS `TypeError`, `ERR_INVALID_ARG_VALUE`).
+    Value,
+    /// Number out of range (JS `RangeError`, `ERR_OUT_OF_RANGE`).
     Range,
 }
 
-/// A malformed job. `field` is the JS path of the culprit, e.g. `args[2]`.
+/// A malformed job. `field` is the JS path of the culprit, e.g. `job.args[2]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
     pub kind: SpecErrorKind,
@@ -119,20 +119,21 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    pub fn type_error(field: &str, problem: &str) -> Self {
+    pub fn type_(field: &str, problem: &str) -> Self {
         Self::new(SpecErrorKind::Type, field, problem)
     }
 
-    pub fn range_error(field: &str, problem: &str) -> Self {
+    pub fn value(field: &str, problem: &str) -> Self {
+        Self::new(SpecErrorKind::Value, field, problem)
+    }
+
+    pub fn range(field: &str, problem: &str) -> Self {
         Self::new(SpecErrorKind::Range, field, problem)
     }
 
-    fn new(kind: SpecErrorKind, field: &str, problem: &str) -> Self {
-        SpecError {
-            kind,
-            field: field.to_owned(),
-            message: format!("job.{field} {problem}"),
-        }
+    /// `problem` completes a sentence that starts with the field's name.
+    pub fn new(kind: SpecErrorKind, field: &str, problem: &str) -> Self {
+        SpecError { kind, field: field.to_owned(), message: format!("{field} {problem}") }
     }
 }
 
@@ -156,18 +157,18 @@ mod tests {
     #[test]
     fn names_the_field_with_a_nul_byte() {
         let err = JobSpec::new("echo").args(["ok", "bad\0"]).validate().unwrap_err();
-        assert_eq!(err.field, "args[1]");
-        assert_eq!(err.kind, SpecErrorKind::Type);
+        assert_eq!(err.field, "job.args[1]");
+        assert_eq!(err.kind, SpecErrorKind::Value);
         assert!(err.message.contains("NUL"), "{}", err.message);
     }
 
     #[test]
     fn rejects_empty_command_and_equals_in_env_key() {
-        assert_eq!(JobSpec::new("").validate().unwrap_err().field, "command");
+        assert_eq!(JobSpec::new("").validate().unwrap_err().field, "job.command");
         let mut spec = JobSpec::new("env");
         spec.env.push(("A=B".into(), "x".into()));
         let err = spec.validate().unwrap_err();
-        assert!(err.field.starts_with("env"), "{}", err.field);
+        assert!(err.field.starts_with("job.env"), "{}", err.field);
         assert!(err.message.contains("'='"));
     }
 
@@ -176,6 +177,6 @@ mod tests {
         let mut spec = JobSpec::new("true");
         spec.max_buffer = MAX_BUFFER_LIMIT + 1;
         let err = spec.validate().unwrap_err();
-        assert_eq!((err.kind, err.field.as_str()), (SpecErrorKind::Range, "maxBuffer"));
+        assert_eq!((err.kind, err.field.as_str()), (SpecErrorKind::Range, "job.maxBuffer"));
     }
 }

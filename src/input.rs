@@ -1,0 +1,333 @@
+//! Reading a `WorkerJob` (and the adapter's options) from JS, naming the field at fault.
+//!
+//! The job is taken loosely (as `unknown`) and checked here, so that every problem
+//! becomes a rejected Promise with a `TypeError`/`RangeError` naming the field,
+//! never a synchronous throw from argument conversion.
+
+use std::time::Duration;
+
+use local_worker_core::job::Listeners;
+use local_worker_core::spec::{
+    DEFAULT_DRAIN_BOUND, DEFAULT_KILL_GRACE, DEFAULT_MAX_BUFFER, MAX_BUFFER_LIMIT,
+};
+use local_worker_core::{JobSpec, SpecError, SpecErrorKind};
+use napi::bindgen_prelude::*;
+
+use crate::js_error::{self, ErrorClass};
+use crate::listener::JsOutputListener;
+
+/// Longest accepted duration, as for Node's timers (about 24.8 days).
+const MAX_MS: f64 = 2_147_483_647.0;
+
+/// A job that cannot run: malformed, or a getter of it threw.
+pub enum InputError {
+    Spec(SpecError),
+    Thrown(Error),
+}
+
+impl From<SpecError> for InputError {
+    fn from(err: SpecError) -> Self {
+        InputError::Spec(err)
+    }
+}
+
+impl InputError {
+    /// The napi error that rejects with the JS error object this input error stands for.
+    pub fn into_napi(self, env: &Env) -> Error {
+        match self {
+            InputError::Thrown(err) => err,
+            InputError::Spec(spec) => match spec_error_object(env, &spec) {
+                Ok(object) => js_error::into_rejection(object),
+                Err(err) => err,
+            },
+        }
+    }
+}
+
+fn spec_error_object<'env>(env: &'env Env, spec: &SpecError) -> Result<Object<'env>> {
+    let (class, code) = match spec.kind {
+        SpecErrorKind::Type => (ErrorClass::TypeError, "ERR_INVALID_ARG_TYPE"),
+        SpecErrorKind::Value => (ErrorClass::TypeError, "ERR_INVALID_ARG_VALUE"),
+        SpecErrorKind::Range => (ErrorClass::RangeError, "ERR_OUT_OF_RANGE"),
+    };
+    let mut error = js_error::create(env, class, code, &spec.message)?;
+    error.set_named_property("field", spec.field.as_str())?;
+    Ok(error)
+}
+
+/// Per-adapter defaults of the options a job may also set itself.
+#[derive(Clone, Copy)]
+pub struct AdapterDefaults {
+    kill_grace: Duration,
+    drain_bound: Duration,
+    max_buffer: usize,
+    kill_leftovers: bool,
+}
+
+impl AdapterDefaults {
+    pub fn parse(env: &Env, options: Unknown) -> std::result::Result<Self, InputError> {
+        let builtin = AdapterDefaults {
+            kill_grace: DEFAULT_KILL_GRACE,
+            drain_bound: DEFAULT_DRAIN_BOUND,
+            max_buffer: DEFAULT_MAX_BUFFER,
+            kill_leftovers: true,
+        };
+        match Fields::of(env, options, "options", true)? {
+            None => Ok(builtin),
+            Some(fields) => fields.tuning(builtin),
+        }
+    }
+}
+
+pub struct ParsedJob<'env> {
+    pub spec: JobSpec,
+    pub listeners: Listeners<JsOutputListener>,
+    pub signal: Option<Object<'env>>,
+}
+
+pub fn parse_job<'env>(
+    env: &'env Env,
+    job: Unknown<'env>,
+    defaults: &AdapterDefaults,
+) -> std::result::Result<ParsedJob<'env>, InputError> {
+    let fields = Fields::of(env, job, "job", false)?.expect("required");
+    let command = fields
+        .string("command")?
+        .ok_or_else(|| SpecError::type_("job.command", "must be a non-empty string"))?;
+    let mut spec = JobSpec::new(command);
+    spec.args = fields.string_array("args")?;
+    spec.env = fields.string_map("env")?;
+    spec.cwd = fields.string("cwd")?.map(Into::into);
+    // `timeout: 0` means no limit, as for the TypeScript adapter.
+    spec.timeout = fields.millis("timeout")?.filter(|t| !t.is_zero());
+    let tuning = fields.tuning(*defaults)?;
+    spec.kill_grace = tuning.kill_grace;
+    spec.drain_bound = tuning.drain_bound;
+    spec.max_buffer = tuning.max_buffer;
+    spec.kill_leftovers = tuning.kill_leftovers;
+    // `meta` is accepted and ignored by the local adapter.
+    let listeners = Listeners {
+        stdout: fields.listener("onStdout")?,
+        stderr: fields.listener("onStderr")?,
+    };
+    let signal = fields.object("signal", "must be an AbortSignal")?;
+    spec.validate()?;
+    Ok(ParsedJob { spec, listeners, signal })
+}
+
+/// The properties of one JS object, read with field-naming errors.
+struct Fields<'env> {
+    env: &'env Env,
+    object: Object<'env>,
+    prefix: &'static str,
+}
+
+impl<'env> Fields<'env> {
+    /// `None` when optional and absent (`undefined`/`null`).
+    fn of(
+        env: &'env Env,
+        value: Unknown<'env>,
+        prefix: &'static str,
+        optional: bool,
+    ) -> std::result::Result<Option<Self>, InputError> {
+        match value.get_type().map_err(|e| thrown(env, e))? {
+            ValueType::Object => {
+                let object = Object::from_raw(env.raw(), value.raw());
+                if object.is_array().map_err(|e| thrown(env, e))? {
+                    return Err(SpecError::type_(prefix, "must be an object, not an array").into());
+                }
+                Ok(Some(Fields { env, object, prefix }))
+            }
+            ValueType::Undefined | ValueType::Null if optional => Ok(None),
+            other => Err(SpecError::type_(prefix, &format!("must be an object (got {})", describe(other))).into()),
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    /// The property, or `None` when `undefined` or `null`.
+    fn get(&self, name: &str) -> std::result::Result<Option<(Unknown<'env>, ValueType)>, InputError> {
+        let value: Unknown = self.object.get_named_property(name).map_err(|e| thrown(self.env, e))?;
+        match value.get_type().map_err(|e| thrown(self.env, e))? {
+            ValueType::Undefined | ValueType::Null => Ok(None),
+            kind => Ok(Some((value, kind))),
+        }
+    }
+
+    fn string(&self, name: &str) -> std::result::Result<Option<String>, InputError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some((value, ValueType::String)) => Ok(Some(to_string(self.env, value)?)),
+            Some((_, other)) => Err(expected(&self.path(name), "a string", other)),
+        }
+    }
+
+    fn string_array(&self, name: &str) -> std::result::Result<Vec<String>, InputError> {
+        let path = self.path(name);
+        let Some((value, kind)) = self.get(name)? else { return Ok(Vec::new()) };
+        let array = Object::from_raw(self.env.raw(), value.raw());
+        if kind != ValueType::Object || !array.is_array().map_err(|e| thrown(self.env, e))? {
+            return Err(expected(&path, "an array of strings", kind));
+        }
+        let len = array.get_array_length().map_err(|e| thrown(self.env, e))?;
+        let mut items = Vec::with_capacity(len as usize);
+        for i in 0..len {
+            let item: Unknown = array.get_element(i).map_err(|e| thrown(self.env, e))?;
+            match item.get_type().map_err(|e| thrown(self.env, e))? {
+                ValueType::String => items.push(to_string(self.env, item)?),
+                other => return Err(expected(&format!("{path}[{i}]"), "a string", other)),
+            }
+        }
+        Ok(items)
+    }
+
+    /// Own enumerable string keys; `undefined` values are skipped (as Node does).
+    fn string_map(&self, name: &str) -> std::result::Result<Vec<(String, String)>, InputError> {
+        let path = self.path(name);
+        let Some((value, kind)) = self.get(name)? else { return Ok(Vec::new()) };
+        let object = Object::from_raw(self.env.raw(), value.raw());
+        if kind != ValueType::Object || object.is_array().map_err(|e| thrown(self.env, e))? {
+            return Err(expected(&path, "an object of strings", kind));
+        }
+        let keys = own_enumerable_keys(self.env, &object).map_err(|e| thrown(self.env, e))?;
+        let len = keys.get_array_length().map_err(|e| thrown(self.env, e))?;
+        let mut pairs = Vec::with_capacity(len as usize);
+        for i in 0..len {
+            let key: String = keys.get_element(i).map_err(|e| thrown(self.env, e))?;
+            let value: Unknown = object.get_named_property(&key).map_err(|e| thrown(self.env, e))?;
+            match value.get_type().map_err(|e| thrown(self.env, e))? {
+                ValueType::Undefined => {}
+                ValueType::String => pairs.push((key, to_string(self.env, value)?)),
+                other => return Err(expected(&format!("{path}[{key:?}]"), "a string", other)),
+            }
+        }
+        Ok(pairs)
+    }
+
+    /// A finite, non-negative number of milliseconds.
+    fn millis(&self, name: &str) -> std::result::Result<Option<Duration>, InputError> {
+        let path = self.path(name);
+        let Some(ms) = self.number(name)? else { return Ok(None) };
+        if !ms.is_finite() || !(0.0..=MAX_MS).contains(&ms) {
+            return Err(SpecError::range(
+                &path,
+                &format!("must be a finite number of milliseconds from 0 to {MAX_MS} (got {ms})"),
+            )
+            .into());
+        }
+        Ok(Some(Duration::from_secs_f64(ms / 1000.0)))
+    }
+
+    fn number(&self, name: &str) -> std::result::Result<Option<f64>, InputError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some((value, ValueType::Number)) => {
+                // SAFETY: the value was checked to be a number.
+                Ok(Some(unsafe { f64::from_napi_value(self.env.raw(), value.raw()) }.map_err(|e| thrown(self.env, e))?))
+            }
+            Some((_, other)) => Err(expected(&self.path(name), "a number", other)),
+        }
+    }
+
+    fn boolean(&self, name: &str) -> std::result::Result<Option<bool>, InputError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some((value, ValueType::Boolean)) => {
+                // SAFETY: the value was checked to be a boolean.
+                Ok(Some(unsafe { bool::from_napi_value(self.env.raw(), value.raw()) }.map_err(|e| thrown(self.env, e))?))
+            }
+            Some((_, other)) => Err(expected(&self.path(name), "a boolean", other)),
+        }
+    }
+
+    fn listener(&self, name: &'static str) -> std::result::Result<Option<JsOutputListener>, InputError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some((value, ValueType::Function)) => {
+                JsOutputListener::new(self.env, name, value).map(Some).map_err(|e| thrown(self.env, e))
+            }
+            Some((_, other)) => Err(expected(&self.path(name), "a function", other)),
+        }
+    }
+
+    fn object(&self, name: &str, problem: &str) -> std::result::Result<Option<Object<'env>>, InputError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some((value, ValueType::Object)) => Ok(Some(Object::from_raw(self.env.raw(), value.raw()))),
+            Some((_, other)) => Err(SpecError::type_(&self.path(name), &format!("{problem} (got {})", describe(other))).into()),
+        }
+    }
+
+    /// Options shared by the adapter's constructor and each job.
+    fn tuning(&self, defaults: AdapterDefaults) -> std::result::Result<AdapterDefaults, InputError> {
+        let max_buffer = match self.number("maxBuffer")? {
+            None => defaults.max_buffer,
+            Some(n) if n.fract() == 0.0 && (0.0..=MAX_BUFFER_LIMIT as f64).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(SpecError::range(
+                    &self.path("maxBuffer"),
+                    &format!("must be a whole number of bytes from 0 to {MAX_BUFFER_LIMIT}, V8's longest string (got {n})"),
+                )
+                .into());
+            }
+        };
+        Ok(AdapterDefaults {
+            kill_grace: self.millis("killGracePeriod")?.unwrap_or(defaults.kill_grace),
+            drain_bound: self.millis("drainTimeout")?.unwrap_or(defaults.drain_bound),
+            max_buffer,
+            kill_leftovers: self.boolean("killLeftovers")?.unwrap_or(defaults.kill_leftovers),
+        })
+    }
+}
+
+/// `Object.keys(object)`: own, enumerable, string keys.
+fn own_enumerable_keys<'env>(env: &'env Env, object: &Object) -> Result<Object<'env>> {
+    use napi::sys;
+    let mut keys = std::ptr::null_mut();
+    // SAFETY: valid env and object; `keys` receives a new array.
+    check_status!(unsafe {
+        sys::napi_get_all_property_names(
+            env.raw(),
+            object.raw(),
+            sys::KeyCollectionMode::own_only,
+            sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+            sys::KeyConversion::numbers_to_strings,
+            &mut keys,
+        )
+    })?;
+    Ok(Object::from_raw(env.raw(), keys))
+}
+
+fn to_string(env: &Env, value: Unknown) -> std::result::Result<String, InputError> {
+    // SAFETY: callers checked the value is a string.
+    unsafe { String::from_napi_value(env.raw(), value.raw()) }.map_err(|e| thrown(env, e))
+}
+
+fn expected(path: &str, what: &str, got: ValueType) -> InputError {
+    SpecError::type_(path, &format!("must be {what} (got {})", describe(got))).into()
+}
+
+fn describe(kind: ValueType) -> &'static str {
+    match kind {
+        ValueType::Undefined => "undefined",
+        ValueType::Null => "null",
+        ValueType::Boolean => "a boolean",
+        ValueType::Number => "a number",
+        ValueType::String => "a string",
+        ValueType::Symbol => "a symbol",
+        ValueType::Object => "an object",
+        ValueType::Function => "a function",
+        ValueType::External => "an external",
+        ValueType::BigInt => "a bigint",
+        _ => "an unknown value",
+    }
+}
+
+/// A Node-API failure while reading: a getter or proxy threw (reject with what it
+/// threw), or the engine refused (reject with that).
+pub fn thrown(env: &Env, err: Error) -> InputError {
+    InputError::Thrown(js_error::take_pending_exception(env).unwrap_or(err))
+}
+

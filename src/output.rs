@@ -1,0 +1,177 @@
+//! How a job settles in JS: the `WorkerResult`, or an Error carrying what is known.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use local_worker_core::job::Listeners;
+use local_worker_core::registry::Owner;
+use local_worker_core::{CapturedOutput, Ending, JobReport, JobSpec, SpawnError, run};
+use napi::JsString;
+use napi::bindgen_prelude::*;
+
+use crate::abort::AbortFuture;
+use crate::js_error::{self, ErrorClass};
+use crate::listener::{CallbackError, JsOutputListener};
+
+pub type SettleFuture = Pin<Box<dyn Future<Output = Result<Settled>> + Send>>;
+
+/// A job's end, still free of JS values so that it can cross threads.
+pub enum Settled {
+    /// Rejected before anything ran (bad input, signal already aborted).
+    Rejected(Error),
+    SpawnFailed { error: SpawnError, args: Vec<String> },
+    Finished { report: JobReport<CallbackError>, command: String, timeout: Option<Duration> },
+}
+
+impl Settled {
+    pub fn rejected(error: Error) -> SettleFuture {
+        Box::pin(std::future::ready(Ok(Settled::Rejected(error))))
+    }
+
+    pub fn run(
+        spec: JobSpec,
+        owner: Owner,
+        listeners: Listeners<JsOutputListener>,
+        aborted: AbortFuture,
+    ) -> SettleFuture {
+        Box::pin(async move {
+            let command = spec.command.clone();
+            let timeout = spec.timeout;
+            let args = spec.args.clone();
+            Ok(match run(spec, owner, listeners, aborted).await {
+                Ok(report) => Settled::Finished { report, command, timeout },
+                Err(error) => Settled::SpawnFailed { error, args },
+            })
+        })
+    }
+
+    /// Whether a process was started (and counted as a live job).
+    pub fn ran(&self) -> bool {
+        !matches!(self, Settled::Rejected(_))
+    }
+
+    /// The result object, or `Err` carrying the JS error to reject with.
+    pub fn into_js<'env>(self, env: &'env Env, abort_reason: Option<Unknown>) -> Result<Object<'env>> {
+        match self {
+            Settled::Rejected(error) => Err(error),
+            Settled::SpawnFailed { error, args } => Err(js_error::into_rejection(spawn_error(env, &error, &args)?)),
+            Settled::Finished { report, command, timeout } => {
+                let JobReport { pid, status, usage, stdout, stderr, duration, ending } = report;
+                let fields = OutcomeFields {
+                    exit_code: status.exit_code(),
+                    signal: status.signal.and_then(local_worker_core::errno::signal_name),
+                    pid,
+                    duration,
+                    usage,
+                    timed_out: matches!(ending, Ending::TimedOut),
+                    aborted: matches!(ending, Ending::Aborted),
+                };
+                let mut target = match ending {
+                    Ending::Exited => Object::new(env)?,
+                    Ending::TimedOut => {
+                        let ms = timeout.unwrap_or_default().as_secs_f64() * 1000.0;
+                        let message = format!("Command \"{command}\" timed out after {ms}ms");
+                        js_error::create(env, ErrorClass::Error, "ETIMEDOUT", &message)?
+                    }
+                    Ending::Aborted => abort_error_object(env, abort_reason)?,
+                    Ending::ListenerFailed(CallbackError { callback, error }) => {
+                        let thrown = JsError::from(error).into_unknown(*env);
+                        let message = format!("{callback} callback threw: {}", describe_thrown(thrown));
+                        let mut object = js_error::create(env, ErrorClass::Error, "ERR_CALLBACK_FAILED", &message)?;
+                        object.set_named_property("cause", thrown)?;
+                        object
+                    }
+                };
+                fields.write(env, &mut target, stdout, stderr)?;
+                if target.get_named_property::<Unknown>("code")?.get_type()? == ValueType::String {
+                    Err(js_error::into_rejection(target))
+                } else {
+                    Ok(target)
+                }
+            }
+        }
+    }
+}
+
+struct OutcomeFields {
+    exit_code: i32,
+    signal: Option<&'static str>,
+    pid: u32,
+    duration: Duration,
+    usage: local_worker_core::ResourceUsage,
+    timed_out: bool,
+    aborted: bool,
+}
+
+impl OutcomeFields {
+    fn write(&self, env: &Env, target: &mut Object, stdout: CapturedOutput, stderr: CapturedOutput) -> Result<()> {
+        target.set_named_property("exitCode", self.exit_code)?;
+        target.set_named_property("signal", self.signal)?;
+        target.set_named_property("stdoutDroppedBytes", stdout.dropped as f64)?;
+        target.set_named_property("stderrDroppedBytes", stderr.dropped as f64)?;
+        target.set_named_property("stdout", text(env, "stdout", stdout)?)?;
+        target.set_named_property("stderr", text(env, "stderr", stderr)?)?;
+        target.set_named_property("durationMs", self.duration.as_secs_f64() * 1000.0)?;
+        target.set_named_property("pid", self.pid)?;
+        target.set_named_property("timedOut", self.timed_out)?;
+        target.set_named_property("aborted", self.aborted)?;
+        let mut usage = Object::new(env)?;
+        usage.set_named_property("maxRssKb", self.usage.max_rss_kb as f64)?;
+        usage.set_named_property("userCpuMs", self.usage.user_cpu.as_secs_f64() * 1000.0)?;
+        usage.set_named_property("systemCpuMs", self.usage.system_cpu.as_secs_f64() * 1000.0)?;
+        target.set_named_property("resourceUsage", usage)?;
+        Ok(())
+    }
+}
+
+/// The captured bytes as a JS string (invalid UTF-8 replaced by U+FFFD).
+fn text<'env>(env: &'env Env, stream: &str, output: CapturedOutput) -> Result<JsString<'env>> {
+    let len = output.bytes.len();
+    let text = output.into_text();
+    env.create_string(&text).map_err(|_| {
+        Error::new(
+            Status::GenericFailure,
+            format!("{stream} ({len} bytes) cannot be returned as a JS string; lower maxBuffer"),
+        )
+    })
+}
+
+/// `Error: spawn <command> ENOENT: ...` shaped like Node's own spawn errors.
+fn spawn_error<'env>(env: &'env Env, error: &SpawnError, args: &[String]) -> Result<Object<'env>> {
+    let mut object = js_error::create(env, ErrorClass::Error, error.code, &error.message)?;
+    object.set_named_property("errno", -error.errno)?;
+    object.set_named_property("syscall", "spawn")?;
+    object.set_named_property("path", error.path.as_str())?;
+    object.set_named_property("spawnargs", args.to_vec())?;
+    Ok(object)
+}
+
+/// `AbortError: Job was aborted` with `code: 'ABORT_ERR'` and the signal's reason as `cause`.
+pub fn abort_error_object<'env>(env: &'env Env, reason: Option<Unknown>) -> Result<Object<'env>> {
+    let mut object = js_error::create(env, ErrorClass::Error, "ABORT_ERR", "Job was aborted")?;
+    object.set_named_property("name", "AbortError")?;
+    if let Some(reason) = reason.filter(|r| r.get_type().ok() != Some(ValueType::Undefined)) {
+        object.set_named_property("cause", reason)?;
+    }
+    Ok(object)
+}
+
+pub fn abort_error(env: &Env, reason: Option<Unknown>) -> Result<Error> {
+    abort_error_object(env, reason).map(js_error::into_rejection)
+}
+
+/// A thrown value's message (or its string form), for the wrapping error's message.
+fn describe_thrown(thrown: Unknown) -> String {
+    let message = match thrown.get_type() {
+        Ok(ValueType::Object) => Object::from_raw(thrown.value().env, thrown.raw())
+            .get_named_property::<Unknown>("message")
+            .ok()
+            .filter(|m| m.get_type().ok() == Some(ValueType::String)),
+        Ok(ValueType::String) => Some(thrown),
+        _ => None,
+    };
+    message
+        .and_then(|m| unsafe { String::from_napi_value(m.value().env, m.raw()) }.ok())
+        .unwrap_or_else(|| "a non-Error value".to_owned())
+}
