@@ -1,0 +1,53 @@
+// Shared helpers for the node:test suites: real processes only.
+import { readdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+export const { LocalWorkerAdapter } = require('../index.js')
+
+/** Live (non-zombie) processes whose command line contains `marker`. */
+export function processesWith(marker) {
+  const found = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8')
+      if (cmdline.includes(marker)) found.push(Number(name))
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found
+}
+
+/** Kills whatever `processesWith(marker)` finds, so a failing test leaves nothing behind. */
+export function killAll(marker) {
+  for (const pid of processesWith(marker)) {
+    try { process.kill(pid, 'SIGKILL') } catch {}
+  }
+}
+
+/** A unique marker to find a test's processes by their command line. */
+export function marker(name) {
+  return `lw-test-${name}-${process.pid}-${Math.random().toString(36).slice(2)}`
+}
+
+/** A shell snippet that starts a grandchild looping forever, carrying `mark` in its argv. */
+export function loopingGrandchild(mark) {
+  return `sh -c 'while :; do sleep 1; done' ${mark} &`
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Resolves with the rejection reason; fails if the promise resolves. */
+export async function rejection(promise) {
+  try {
+    const value = await promise
+    throw Object.assign(new Error('expected a rejection'), { value })
+  } catch (error) {
+    if (error?.message === 'expected a rejection') throw error
+    return error
+  }
+}

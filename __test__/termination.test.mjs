@@ -1,0 +1,152 @@
+// Timeouts, aborts and failing callbacks: the whole process group goes, partial output stays.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, mkdtempSync } from 'node:fs'
+import { getEventListeners } from 'node:events'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, processesWith, rejection, sleep } from './helpers.mjs'
+
+const adapter = new LocalWorkerAdapter()
+
+test('timeout terminates the whole group and rejects with ETIMEDOUT and the partial output', async (t) => {
+  const mark = marker('timeout')
+  t.after(() => killAll(mark))
+  const started = performance.now()
+  const error = await rejection(adapter.execute({
+    command: 'sh',
+    args: ['-c', `${loopingGrandchild(mark)} echo partial-out; echo partial-err >&2; sleep 30`],
+    timeout: 300,
+  }))
+  const elapsed = performance.now() - started
+  assert.ok(error instanceof Error)
+  assert.equal(error.code, 'ETIMEDOUT')
+  assert.match(error.message, /timed out after 300ms/)
+  assert.equal(error.stdout, 'partial-out\n')
+  assert.equal(error.stderr, 'partial-err\n')
+  assert.equal(error.timedOut, true)
+  assert.equal(error.signal, 'SIGTERM')
+  assert.ok(error.durationMs >= 300, `${error.durationMs}`)
+  assert.ok(elapsed >= 300 && elapsed < 5000, `${elapsed}`)
+  assert.deepEqual(processesWith(mark), [], 'the grandchild is gone when the promise settles')
+})
+
+test('a group that ignores SIGTERM is SIGKILLed after the grace period, before the promise settles', async (t) => {
+  const mark = marker('ignores-term')
+  t.after(() => killAll(mark))
+  const started = performance.now()
+  const error = await rejection(adapter.execute({
+    command: 'sh',
+    args: ['-c', `trap '' TERM; ${loopingGrandchild(mark)} echo ready; while :; do sleep 1; done`],
+    timeout: 300,
+    killGracePeriod: 700,
+  }))
+  const elapsed = performance.now() - started
+  assert.equal(error.code, 'ETIMEDOUT')
+  assert.equal(error.signal, 'SIGKILL')
+  assert.equal(error.exitCode, 128 + 9)
+  assert.equal(error.stdout, 'ready\n')
+  assert.ok(elapsed >= 1000, `settled after ${elapsed} ms, before the grace period ended`)
+  assert.deepEqual(processesWith(mark), [])
+})
+
+test('timeout 0 or absent means no limit', async () => {
+  const result = await adapter.execute({ command: 'sleep', args: ['0.3'], timeout: 0 })
+  assert.equal(result.exitCode, 0)
+  assert.equal(result.timedOut, false)
+})
+
+test('an already aborted signal rejects at once and never starts the command', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lw-abort-'))
+  const witness = join(dir, 'started')
+  const reason = new Error('user cancelled')
+  const error = await rejection(adapter.execute({ command: 'touch', args: [witness], signal: AbortSignal.abort(reason) }))
+  assert.equal(error.name, 'AbortError')
+  assert.equal(error.code, 'ABORT_ERR')
+  assert.equal(error.message, 'Job was aborted')
+  assert.equal(error.cause, reason)
+  await sleep(100)
+  assert.equal(existsSync(witness), false)
+})
+
+test('aborting mid-run terminates the group and rejects with AbortError and partial output', async (t) => {
+  const mark = marker('abort')
+  t.after(() => killAll(mark))
+  const controller = new AbortController()
+  const promise = adapter.execute({
+    command: 'sh',
+    args: ['-c', `${loopingGrandchild(mark)} echo before-abort; sleep 30`],
+    signal: controller.signal,
+    onStdout: () => controller.abort(),
+  })
+  const error = await rejection(promise)
+  assert.equal(error.name, 'AbortError')
+  assert.equal(error.code, 'ABORT_ERR')
+  assert.equal(error.message, 'Job was aborted')
+  assert.equal(error.aborted, true)
+  assert.equal(error.stdout, 'before-abort\n')
+  assert.equal(typeof error.durationMs, 'number')
+  assert.deepEqual(processesWith(mark), [])
+})
+
+test("the user's signal.onabort is kept, and our listener is removed when the job settles", async () => {
+  const controller = new AbortController()
+  let userHandlerCalls = 0
+  controller.signal.onabort = () => { userHandlerCalls++ }
+  const done = await adapter.execute({ command: 'true', signal: controller.signal })
+  assert.equal(done.exitCode, 0)
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 1, 'only the onabort handler remains')
+  const running = adapter.execute({ command: 'sleep', args: ['30'], signal: controller.signal })
+  await sleep(50)
+  controller.abort()
+  await rejection(running)
+  assert.equal(userHandlerCalls, 1)
+  assert.equal(controller.signal.onabort !== null, true)
+})
+
+test('a long-lived signal shared by 10,000 jobs accumulates no listeners', async () => {
+  const controller = new AbortController()
+  const { signal } = controller
+  const total = 10_000
+  let next = 0
+  const worker = async () => {
+    while (next < total) {
+      next++
+      const result = await adapter.execute({ command: 'true', signal })
+      assert.equal(result.exitCode, 0)
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, worker))
+  assert.equal(getEventListeners(signal, 'abort').length, 0)
+})
+
+test('a throwing callback fails the job: group killed, rejection carries the thrown error', async (t) => {
+  const mark = marker('throwing-callback')
+  t.after(() => killAll(mark))
+  const uncaught = []
+  const onUncaught = (e) => uncaught.push(e)
+  process.on('uncaughtException', onUncaught)
+  t.after(() => process.off('uncaughtException', onUncaught))
+  const thrown = new Error('callback exploded')
+  const started = performance.now()
+  const error = await rejection(adapter.execute({
+    command: 'sh',
+    args: ['-c', `${loopingGrandchild(mark)} echo first; sleep 30`],
+    onStdout: () => { throw thrown },
+  }))
+  assert.ok(performance.now() - started < 5000)
+  assert.equal(error.code, 'ERR_CALLBACK_FAILED')
+  assert.match(error.message, /onStdout callback threw: callback exploded/)
+  assert.equal(error.cause, thrown)
+  assert.equal(error.stdout, 'first\n')
+  assert.deepEqual(processesWith(mark), [])
+  // A non-Error thrown value fails the job too; it arrives wrapped in an Error (napi-rs keeps
+  // only Error objects by identity), its string form as the message.
+  const odd = await rejection(adapter.execute({ command: 'sh', args: ['-c', 'echo x >&2'], onStderr: () => { throw 'plain string' } }))
+  assert.ok(odd.cause instanceof Error)
+  assert.equal(odd.cause.message, 'plain string')
+  assert.match(odd.message, /onStderr callback threw: plain string/)
+  await sleep(50)
+  assert.deepEqual(uncaught, [])
+})
