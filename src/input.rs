@@ -195,8 +195,9 @@ impl<'env> Fields<'env> {
         let len = keys.get_array_length().map_err(|e| thrown(self.env, e))?;
         let mut pairs = Vec::with_capacity(len as usize);
         for i in 0..len {
-            let key: String = keys.get_element(i).map_err(|e| thrown(self.env, e))?;
-            let value: Unknown = object.get_named_property(&key).map_err(|e| thrown(self.env, e))?;
+            let key: Unknown = keys.get_element(i).map_err(|e| thrown(self.env, e))?;
+            let value = property(self.env, &object, key).map_err(|e| thrown(self.env, e))?;
+            let key = to_string(self.env, key)?;
             match value.get_type().map_err(|e| thrown(self.env, e))? {
                 ValueType::Undefined => {}
                 ValueType::String => pairs.push((key, to_string(self.env, value)?)),
@@ -298,6 +299,16 @@ fn own_enumerable_keys<'env>(env: &'env Env, object: &Object) -> Result<Object<'
         )
     })?;
     Ok(Object::from_raw(env.raw(), keys))
+}
+
+/// `object[key]` for a key given as a JS value (it may contain a NUL, which a Rust
+/// `&str` property name could not carry).
+fn property<'env>(env: &'env Env, object: &Object, key: Unknown) -> Result<Unknown<'env>> {
+    let mut value = std::ptr::null_mut();
+    // SAFETY: valid env, object and key handles.
+    check_status!(unsafe { napi::sys::napi_get_property(env.raw(), object.raw(), key.raw(), &mut value) })?;
+    // SAFETY: napi_get_property returned a valid value.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
 fn to_string(env: &Env, value: Unknown) -> std::result::Result<String, InputError> {

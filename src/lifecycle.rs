@@ -1,37 +1,131 @@
-//! Killing the jobs of an environment that goes away.
+//! Killing the jobs of a Node environment that goes away.
 //!
-//! Node-API environment cleanup hooks run when the environment is torn down: on a
-//! normal exit, `process.exit()`, and the end of a worker thread. Each environment
-//! is an owner in the core's registry, so a worker thread ending kills its own jobs
-//! only.
+//! Three ways out, three hooks, each killing (SIGKILL) the process groups of this
+//! environment's live jobs only (a worker thread ending leaves the main thread's
+//! jobs alone):
+//! * the event loop ends, or a worker thread stops: an environment cleanup hook;
+//! * `process.exit()` or an uncaught exception: a `process.on('exit')` listener
+//!   (Node runs no cleanup hook then);
+//! * SIGTERM, SIGINT or SIGHUP with no handler of the application's: while jobs
+//!   are live we listen for them; if ours is the only listener we kill the jobs,
+//!   remove our listeners and re-raise the signal, so Node dies of it as it
+//!   would have. If the application has its own handler, what happens is its call.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::cell::RefCell;
 
 use local_worker_core::registry::{self, Owner};
+use napi::JsGlobal;
 use napi::bindgen_prelude::*;
 
-static WATCHED: Mutex<Option<HashSet<Owner>>> = Mutex::new(None);
+const FORWARDED_SIGNALS: [&str; 3] = ["SIGTERM", "SIGINT", "SIGHUP"];
+
+thread_local! {
+    /// One Node environment per JS thread: its hooks and live-job count.
+    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+}
+
+#[derive(Default)]
+struct Local {
+    watched: bool,
+    live: usize,
+    signal_listener: Option<ObjectRef<false>>,
+}
 
 pub fn owner_of(env: &Env) -> Owner {
     env.raw() as usize as Owner
 }
 
-/// Registers, once per environment, the hook that kills its live jobs at teardown.
+/// Registers, once per environment, the exit hooks.
 pub fn watch_env(env: &Env) -> Result<()> {
-    let owner = owner_of(env);
-    let mut watched = WATCHED.lock().unwrap_or_else(|p| p.into_inner());
-    if watched.get_or_insert_with(HashSet::new).insert(owner) {
-        env.add_env_cleanup_hook(owner, |owner| {
-            registry::signal_all(owner, libc::SIGKILL);
-            if let Some(set) = WATCHED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                set.remove(&owner);
-            }
-        })?;
+    if LOCAL.with(|l| std::mem::replace(&mut l.borrow_mut().watched, true)) {
+        return Ok(());
     }
+    let owner = owner_of(env);
+    env.add_env_cleanup_hook(owner, |owner| {
+        registry::signal_all(owner, libc::SIGKILL);
+    })?;
+    let on_exit = env.create_function_from_closure::<(), (), _>("killLocalWorkerJobs", move |_| {
+        registry::signal_all(owner, libc::SIGKILL);
+        Ok(())
+    })?;
+    call_process_method(env, "on", "exit", on_exit.to_unknown())?;
     Ok(())
 }
 
-pub fn job_started(_env: &Env) {}
+/// A job started on this environment: listen for termination signals while any runs.
+pub fn job_started(env: &Env) {
+    let install = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        l.live += 1;
+        l.signal_listener.is_none()
+    });
+    if install {
+        // Without the listener, only the signal forwarding is lost; the job still runs.
+        let _ = install_signal_listener(env);
+    }
+}
 
-pub fn job_finished(_env: &Env) {}
+pub fn job_finished(env: &Env) {
+    let remove = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        l.live = l.live.saturating_sub(1);
+        if l.live == 0 { l.signal_listener.take() } else { None }
+    });
+    if let Some(listener) = remove {
+        remove_signal_listener(env, listener);
+    }
+}
+
+fn install_signal_listener(env: &Env) -> Result<()> {
+    let owner = owner_of(env);
+    let listener = env.create_function_from_closure::<(), (), _>("onTerminationSignal", move |ctx| {
+        let signal: String = ctx.get(0)?;
+        on_termination_signal(ctx.env, owner, &signal)
+    })?;
+    for signal in FORWARDED_SIGNALS {
+        call_process_method(env, "on", signal, listener.to_unknown())?;
+    }
+    let listener = Object::from_raw(env.raw(), listener.raw()).create_ref()?;
+    LOCAL.with(|l| l.borrow_mut().signal_listener = Some(listener));
+    Ok(())
+}
+
+fn remove_signal_listener(env: &Env, listener: ObjectRef<false>) {
+    if let Ok(function) = listener.get_value(env) {
+        for signal in FORWARDED_SIGNALS {
+            let _ = call_process_method(env, "off", signal, function.to_unknown());
+        }
+    }
+    let _ = listener.unref(env);
+}
+
+fn on_termination_signal(env: &Env, owner: Owner, signal: &str) -> Result<()> {
+    let process = process(env)?;
+    let count: Function<&str, u32> = process.get_named_property("listenerCount")?;
+    if count.apply(process, signal)? > 1 {
+        return Ok(());
+    }
+    registry::signal_all(owner, libc::SIGKILL);
+    if let Some(listener) = LOCAL.with(|l| l.borrow_mut().signal_listener.take()) {
+        remove_signal_listener(env, listener);
+    }
+    // With no listener left, Node restores the default action: the re-raised
+    // signal ends the process exactly as it would have without us.
+    let pid: u32 = process.get_named_property("pid")?;
+    let kill: Function<FnArgs<(u32, &str)>, Unknown> = process.get_named_property("kill")?;
+    kill.apply(process, FnArgs::from((pid, signal)))?;
+    Ok(())
+}
+
+fn process(env: &Env) -> Result<Object<'_>> {
+    let global: JsGlobal = env.get_global()?;
+    global.get_named_property("process")
+}
+
+/// `process[method](event, listener)`.
+fn call_process_method(env: &Env, method: &str, event: &str, listener: Unknown) -> Result<()> {
+    let process = process(env)?;
+    let function: Function<FnArgs<(&str, Unknown)>, Unknown> = process.get_named_property(method)?;
+    function.apply(process, FnArgs::from((event, listener)))?;
+    Ok(())
+}

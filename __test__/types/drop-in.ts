@@ -1,0 +1,50 @@
+// Type-level checks that @helios-project/local-worker is a drop-in for the
+// TypeScript LocalWorkerAdapter of @helios-project/infrastructure.
+import {
+  LocalWorkerAdapter,
+  type WorkerAdapter,
+  type WorkerJob,
+  type WorkerResult,
+  type WorkerJobError,
+  type ResourceUsage,
+} from '../../index.js'
+
+// Our class is assignable to the infrastructure's WorkerAdapter...
+const asInfra: Infrastructure.WorkerAdapter = new LocalWorkerAdapter()
+// ...and to our own.
+const asOurs: WorkerAdapter = new LocalWorkerAdapter({ maxBuffer: 1024, killGracePeriod: 100 })
+
+// The infrastructure's jobs are accepted by our execute.
+declare const infraJob: Infrastructure.WorkerJob
+const pending: Promise<WorkerResult> = asOurs.execute(infraJob)
+
+// Our result is assignable to the infrastructure's; exitCode is a number, never null.
+async function useResult(): Promise<Infrastructure.WorkerResult> {
+  const result = await new LocalWorkerAdapter().execute({ command: 'true' })
+  const code: number = result.exitCode
+  const usage: ResourceUsage | undefined = result.resourceUsage
+  void code, usage
+  return result
+}
+
+// A cloud adapter written against our WorkerAdapter returns just the four fields.
+class CloudRunAdapter implements WorkerAdapter {
+  async execute(job: WorkerJob): Promise<WorkerResult> {
+    return { exitCode: 0, stdout: job.command, stderr: '', durationMs: 1 }
+  }
+}
+const cloud: Infrastructure.WorkerAdapter = new CloudRunAdapter()
+
+// Our job type is usable where the infrastructure's is expected (no required additions).
+const ourJob: WorkerJob = { command: 'ffmpeg', args: ['-i', 'in.mp4'], timeout: 1000, maxBuffer: 10 }
+const infraFromOurs: Infrastructure.WorkerJob = ourJob
+
+function describe(error: unknown): string {
+  const e = error as WorkerJobError
+  return `${e.code} ${e.stdout ?? ''}`
+}
+
+// @ts-expect-error: exitCode must be a number
+const wrong: WorkerResult = { exitCode: null, stdout: '', stderr: '', durationMs: 0 }
+
+void asInfra, pending, useResult, cloud, infraFromOurs, describe, wrong
