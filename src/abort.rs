@@ -20,7 +20,10 @@ pub enum Subscription {
     /// The signal was aborted before the job started; its `reason`.
     AlreadyAborted(Error),
     /// `aborted` resolves when the signal fires; `binding` removes our listener.
-    Armed { aborted: AbortFuture, binding: AbortBinding },
+    Armed {
+        aborted: AbortFuture,
+        binding: AbortBinding,
+    },
 }
 
 pub type AbortFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -31,12 +34,24 @@ pub struct AbortBinding {
     listener: ObjectRef<false>,
 }
 
-pub fn subscribe(env: &Env, signal: Option<Object>) -> std::result::Result<Subscription, InputError> {
-    let Some(signal) = signal else { return Ok(Subscription::None) };
-    let not_a_signal = || InputError::from(SpecError::type_("job.signal", "must be an AbortSignal"));
-    let aborted: Unknown = signal.get_named_property("aborted").map_err(|e| thrown(env, e))?;
-    let add: Unknown = signal.get_named_property("addEventListener").map_err(|e| thrown(env, e))?;
-    let remove: Unknown = signal.get_named_property("removeEventListener").map_err(|e| thrown(env, e))?;
+pub fn subscribe(
+    env: &Env,
+    signal: Option<Object>,
+) -> std::result::Result<Subscription, InputError> {
+    let Some(signal) = signal else {
+        return Ok(Subscription::None);
+    };
+    let not_a_signal =
+        || InputError::from(SpecError::type_("job.signal", "must be an AbortSignal"));
+    let aborted: Unknown = signal
+        .get_named_property("aborted")
+        .map_err(|e| thrown(env, e))?;
+    let add: Unknown = signal
+        .get_named_property("addEventListener")
+        .map_err(|e| thrown(env, e))?;
+    let remove: Unknown = signal
+        .get_named_property("removeEventListener")
+        .map_err(|e| thrown(env, e))?;
     if aborted.get_type().ok() != Some(ValueType::Boolean)
         || add.get_type().ok() != Some(ValueType::Function)
         || remove.get_type().ok() != Some(ValueType::Function)
@@ -45,8 +60,12 @@ pub fn subscribe(env: &Env, signal: Option<Object>) -> std::result::Result<Subsc
     }
     // SAFETY: checked to be a boolean.
     if unsafe { bool::from_napi_value(env.raw(), aborted.raw()) }.map_err(|e| thrown(env, e))? {
-        let reason: Unknown = signal.get_named_property("reason").map_err(|e| thrown(env, e))?;
-        return Ok(Subscription::AlreadyAborted(crate::output::abort_error(env, Some(reason)).map_err(|e| thrown(env, e))?));
+        let reason: Unknown = signal
+            .get_named_property("reason")
+            .map_err(|e| thrown(env, e))?;
+        return Ok(Subscription::AlreadyAborted(
+            crate::output::abort_error(env, Some(reason)).map_err(|e| thrown(env, e))?,
+        ));
     }
 
     let (fire, fired) = oneshot::channel::<()>();
@@ -62,11 +81,14 @@ pub fn subscribe(env: &Env, signal: Option<Object>) -> std::result::Result<Subsc
     // SAFETY: checked to be a function.
     let add: Function<FnArgs<(&str, Unknown)>, Unknown> =
         unsafe { Function::from_napi_value(env.raw(), add.raw()) }.map_err(|e| thrown(env, e))?;
-    add.apply(signal, FnArgs::from(("abort", listener.to_unknown()))).map_err(|e| thrown(env, e))?;
+    add.apply(signal, FnArgs::from(("abort", listener.to_unknown())))
+        .map_err(|e| thrown(env, e))?;
 
     let binding = AbortBinding {
         signal: signal.create_ref().map_err(|e| thrown(env, e))?,
-        listener: Object::from_raw(env.raw(), listener.raw()).create_ref().map_err(|e| thrown(env, e))?,
+        listener: Object::from_raw(env.raw(), listener.raw())
+            .create_ref()
+            .map_err(|e| thrown(env, e))?,
     };
     let aborted: AbortFuture = Box::pin(async move {
         // A dropped sender (the environment is going away) is not an abort.
@@ -84,10 +106,17 @@ impl AbortBinding {
         let listener = self.listener.get_value(env).ok();
         let mut reason = None;
         if let (Some(signal), Some(listener)) = (signal, listener) {
-            if let Ok(remove) = signal.get_named_property::<Function<FnArgs<(&str, Unknown)>, Unknown>>("removeEventListener") {
+            if let Ok(remove) = signal
+                .get_named_property::<Function<FnArgs<(&str, Unknown)>, Unknown>>(
+                    "removeEventListener",
+                )
+            {
                 let _ = remove.apply(signal, FnArgs::from(("abort", listener.to_unknown())));
             }
-            if signal.get_named_property::<bool>("aborted").unwrap_or(false) {
+            if signal
+                .get_named_property::<bool>("aborted")
+                .unwrap_or(false)
+            {
                 reason = signal.get_named_property::<Unknown>("reason").ok();
             }
         }

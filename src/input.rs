@@ -112,7 +112,11 @@ pub fn parse_job<'env>(
     };
     let signal = fields.object("signal", "must be an AbortSignal")?;
     spec.validate()?;
-    Ok(ParsedJob { spec, listeners, signal })
+    Ok(ParsedJob {
+        spec,
+        listeners,
+        signal,
+    })
 }
 
 /// The properties of one JS object, read with field-naming errors.
@@ -136,10 +140,18 @@ impl<'env> Fields<'env> {
                 if object.is_array().map_err(|e| thrown(env, e))? {
                     return Err(SpecError::type_(prefix, "must be an object, not an array").into());
                 }
-                Ok(Some(Fields { env, object, prefix }))
+                Ok(Some(Fields {
+                    env,
+                    object,
+                    prefix,
+                }))
             }
             ValueType::Undefined | ValueType::Null if optional => Ok(None),
-            other => Err(SpecError::type_(prefix, &format!("must be an object (got {})", describe(other))).into()),
+            other => Err(SpecError::type_(
+                prefix,
+                &format!("must be an object (got {})", describe(other)),
+            )
+            .into()),
         }
     }
 
@@ -148,8 +160,14 @@ impl<'env> Fields<'env> {
     }
 
     /// The property, or `None` when `undefined` or `null`.
-    fn get(&self, name: &str) -> std::result::Result<Option<(Unknown<'env>, ValueType)>, InputError> {
-        let value: Unknown = self.object.get_named_property(name).map_err(|e| thrown(self.env, e))?;
+    fn get(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Option<(Unknown<'env>, ValueType)>, InputError> {
+        let value: Unknown = self
+            .object
+            .get_named_property(name)
+            .map_err(|e| thrown(self.env, e))?;
         match value.get_type().map_err(|e| thrown(self.env, e))? {
             ValueType::Undefined | ValueType::Null => Ok(None),
             kind => Ok(Some((value, kind))),
@@ -166,7 +184,9 @@ impl<'env> Fields<'env> {
 
     fn string_array(&self, name: &str) -> std::result::Result<Vec<String>, InputError> {
         let path = self.path(name);
-        let Some((value, kind)) = self.get(name)? else { return Ok(Vec::new()) };
+        let Some((value, kind)) = self.get(name)? else {
+            return Ok(Vec::new());
+        };
         let array = Object::from_raw(self.env.raw(), value.raw());
         if kind != ValueType::Object || !array.is_array().map_err(|e| thrown(self.env, e))? {
             return Err(expected(&path, "an array of strings", kind));
@@ -186,7 +206,9 @@ impl<'env> Fields<'env> {
     /// Own enumerable string keys; `undefined` values are skipped (as Node does).
     fn string_map(&self, name: &str) -> std::result::Result<Vec<(String, String)>, InputError> {
         let path = self.path(name);
-        let Some((value, kind)) = self.get(name)? else { return Ok(Vec::new()) };
+        let Some((value, kind)) = self.get(name)? else {
+            return Ok(Vec::new());
+        };
         let object = Object::from_raw(self.env.raw(), value.raw());
         if kind != ValueType::Object || object.is_array().map_err(|e| thrown(self.env, e))? {
             return Err(expected(&path, "an object of strings", kind));
@@ -210,7 +232,9 @@ impl<'env> Fields<'env> {
     /// A finite, non-negative number of milliseconds.
     fn millis(&self, name: &str) -> std::result::Result<Option<Duration>, InputError> {
         let path = self.path(name);
-        let Some(ms) = self.number(name)? else { return Ok(None) };
+        let Some(ms) = self.number(name)? else {
+            return Ok(None);
+        };
         if !ms.is_finite() || !(0.0..=MAX_MS).contains(&ms) {
             return Err(SpecError::range(
                 &path,
@@ -226,7 +250,10 @@ impl<'env> Fields<'env> {
             None => Ok(None),
             Some((value, ValueType::Number)) => {
                 // SAFETY: the value was checked to be a number.
-                Ok(Some(unsafe { f64::from_napi_value(self.env.raw(), value.raw()) }.map_err(|e| thrown(self.env, e))?))
+                Ok(Some(
+                    unsafe { f64::from_napi_value(self.env.raw(), value.raw()) }
+                        .map_err(|e| thrown(self.env, e))?,
+                ))
             }
             Some((_, other)) => Err(expected(&self.path(name), "a number", other)),
         }
@@ -237,35 +264,56 @@ impl<'env> Fields<'env> {
             None => Ok(None),
             Some((value, ValueType::Boolean)) => {
                 // SAFETY: the value was checked to be a boolean.
-                Ok(Some(unsafe { bool::from_napi_value(self.env.raw(), value.raw()) }.map_err(|e| thrown(self.env, e))?))
+                Ok(Some(
+                    unsafe { bool::from_napi_value(self.env.raw(), value.raw()) }
+                        .map_err(|e| thrown(self.env, e))?,
+                ))
             }
             Some((_, other)) => Err(expected(&self.path(name), "a boolean", other)),
         }
     }
 
-    fn listener(&self, name: &'static str) -> std::result::Result<Option<JsOutputListener>, InputError> {
+    fn listener(
+        &self,
+        name: &'static str,
+    ) -> std::result::Result<Option<JsOutputListener>, InputError> {
         match self.get(name)? {
             None => Ok(None),
-            Some((value, ValueType::Function)) => {
-                JsOutputListener::new(self.env, name, value).map(Some).map_err(|e| thrown(self.env, e))
-            }
+            Some((value, ValueType::Function)) => JsOutputListener::new(self.env, name, value)
+                .map(Some)
+                .map_err(|e| thrown(self.env, e)),
             Some((_, other)) => Err(expected(&self.path(name), "a function", other)),
         }
     }
 
-    fn object(&self, name: &str, problem: &str) -> std::result::Result<Option<Object<'env>>, InputError> {
+    fn object(
+        &self,
+        name: &str,
+        problem: &str,
+    ) -> std::result::Result<Option<Object<'env>>, InputError> {
         match self.get(name)? {
             None => Ok(None),
-            Some((value, ValueType::Object)) => Ok(Some(Object::from_raw(self.env.raw(), value.raw()))),
-            Some((_, other)) => Err(SpecError::type_(&self.path(name), &format!("{problem} (got {})", describe(other))).into()),
+            Some((value, ValueType::Object)) => {
+                Ok(Some(Object::from_raw(self.env.raw(), value.raw())))
+            }
+            Some((_, other)) => Err(SpecError::type_(
+                &self.path(name),
+                &format!("{problem} (got {})", describe(other)),
+            )
+            .into()),
         }
     }
 
     /// Options shared by the adapter's constructor and each job.
-    fn tuning(&self, defaults: AdapterDefaults) -> std::result::Result<AdapterDefaults, InputError> {
+    fn tuning(
+        &self,
+        defaults: AdapterDefaults,
+    ) -> std::result::Result<AdapterDefaults, InputError> {
         let max_buffer = match self.number("maxBuffer")? {
             None => defaults.max_buffer,
-            Some(n) if n.fract() == 0.0 && (0.0..=MAX_BUFFER_LIMIT as f64).contains(&n) => n as usize,
+            Some(n) if n.fract() == 0.0 && (0.0..=MAX_BUFFER_LIMIT as f64).contains(&n) => {
+                n as usize
+            }
             Some(n) => {
                 return Err(SpecError::range(
                     &self.path("maxBuffer"),
@@ -275,10 +323,14 @@ impl<'env> Fields<'env> {
             }
         };
         Ok(AdapterDefaults {
-            kill_grace: self.millis("killGracePeriod")?.unwrap_or(defaults.kill_grace),
+            kill_grace: self
+                .millis("killGracePeriod")?
+                .unwrap_or(defaults.kill_grace),
             drain_bound: self.millis("drainTimeout")?.unwrap_or(defaults.drain_bound),
             max_buffer,
-            kill_leftovers: self.boolean("killLeftovers")?.unwrap_or(defaults.kill_leftovers),
+            kill_leftovers: self
+                .boolean("killLeftovers")?
+                .unwrap_or(defaults.kill_leftovers),
         })
     }
 }
@@ -306,7 +358,9 @@ fn own_enumerable_keys<'env>(env: &'env Env, object: &Object) -> Result<Object<'
 fn property<'env>(env: &'env Env, object: &Object, key: Unknown) -> Result<Unknown<'env>> {
     let mut value = std::ptr::null_mut();
     // SAFETY: valid env, object and key handles.
-    check_status!(unsafe { napi::sys::napi_get_property(env.raw(), object.raw(), key.raw(), &mut value) })?;
+    check_status!(unsafe {
+        napi::sys::napi_get_property(env.raw(), object.raw(), key.raw(), &mut value)
+    })?;
     // SAFETY: napi_get_property returned a valid value.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
@@ -341,4 +395,3 @@ fn describe(kind: ValueType) -> &'static str {
 pub fn thrown(env: &Env, err: Error) -> InputError {
     InputError::Thrown(js_error::take_pending_exception(env).unwrap_or(err))
 }
-

@@ -49,6 +49,9 @@ pub fn take_pending_exception(env: &Env) -> Option<Error> {
         }
         let mut exception = ptr::null_mut();
         sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
-        Some(Error::from(Unknown::from_raw_unchecked(env.raw(), exception)))
+        Some(Error::from(Unknown::from_raw_unchecked(
+            env.raw(),
+            exception,
+        )))
     }
 }

@@ -36,14 +36,19 @@ impl LocalWorkerAdapter {
 
     /// Runs `job`. Never throws: bad input, spawn failures, timeouts and aborts
     /// all reject the returned Promise.
-    #[napi(ts_args_type = "job: WorkerJob", ts_return_type = "Promise<WorkerResult>")]
+    #[napi(
+        ts_args_type = "job: WorkerJob",
+        ts_return_type = "Promise<WorkerResult>"
+    )]
     pub fn execute<'env>(
         &self,
         env: &'env Env,
         job: Unknown<'env>,
     ) -> Result<PromiseRaw<'env, Object<'env>>> {
         let mut binding = None;
-        let future = self.start(env, job, &mut binding).unwrap_or_else(Settled::rejected);
+        let future = self
+            .start(env, job, &mut binding)
+            .unwrap_or_else(Settled::rejected);
         env.spawn_future_with_callback(future, move |env, settled| {
             let abort_reason = binding.and_then(|b: AbortBinding| b.detach(env));
             if settled.ran() {
@@ -62,17 +67,29 @@ impl LocalWorkerAdapter {
         job: Unknown,
         binding: &mut Option<AbortBinding>,
     ) -> std::result::Result<SettleFuture, Error> {
-        let ParsedJob { spec, listeners, signal } =
-            input::parse_job(env, job, &self.defaults).map_err(|e| e.into_napi(env))?;
-        let aborted: AbortFuture = match abort::subscribe(env, signal).map_err(|e| e.into_napi(env))? {
-            Subscription::None => Box::pin(std::future::pending()),
-            Subscription::AlreadyAborted(error) => return Err(error),
-            Subscription::Armed { aborted, binding: armed } => {
-                *binding = Some(armed);
-                aborted
-            }
-        };
+        let ParsedJob {
+            spec,
+            listeners,
+            signal,
+        } = input::parse_job(env, job, &self.defaults).map_err(|e| e.into_napi(env))?;
+        let aborted: AbortFuture =
+            match abort::subscribe(env, signal).map_err(|e| e.into_napi(env))? {
+                Subscription::None => Box::pin(std::future::pending()),
+                Subscription::AlreadyAborted(error) => return Err(error),
+                Subscription::Armed {
+                    aborted,
+                    binding: armed,
+                } => {
+                    *binding = Some(armed);
+                    aborted
+                }
+            };
         lifecycle::job_started(env);
-        Ok(Settled::run(spec, lifecycle::owner_of(env), listeners, aborted))
+        Ok(Settled::run(
+            spec,
+            lifecycle::owner_of(env),
+            listeners,
+            aborted,
+        ))
     }
 }

@@ -44,10 +44,11 @@ pub fn watch_env(env: &Env) -> Result<()> {
     env.add_env_cleanup_hook(owner, |owner| {
         registry::signal_all(owner, libc::SIGKILL);
     })?;
-    let on_exit = env.create_function_from_closure::<(), (), _>("killLocalWorkerJobs", move |_| {
-        registry::signal_all(owner, libc::SIGKILL);
-        Ok(())
-    })?;
+    let on_exit =
+        env.create_function_from_closure::<(), (), _>("killLocalWorkerJobs", move |_| {
+            registry::signal_all(owner, libc::SIGKILL);
+            Ok(())
+        })?;
     call_process_method(env, "on", "exit", on_exit.to_unknown())?;
     Ok(())
 }
@@ -69,7 +70,11 @@ pub fn job_finished(env: &Env) {
     let remove = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         l.live = l.live.saturating_sub(1);
-        if l.live == 0 { l.signal_listener.take() } else { None }
+        if l.live == 0 {
+            l.signal_listener.take()
+        } else {
+            None
+        }
     });
     if let Some(listener) = remove {
         remove_signal_listener(env, listener);
@@ -78,10 +83,11 @@ pub fn job_finished(env: &Env) {
 
 fn install_signal_listener(env: &Env) -> Result<()> {
     let owner = owner_of(env);
-    let listener = env.create_function_from_closure::<(), (), _>("onTerminationSignal", move |ctx| {
-        let signal: String = ctx.get(0)?;
-        on_termination_signal(ctx.env, owner, &signal)
-    })?;
+    let listener =
+        env.create_function_from_closure::<(), (), _>("onTerminationSignal", move |ctx| {
+            let signal: String = ctx.get(0)?;
+            on_termination_signal(ctx.env, owner, &signal)
+        })?;
     for signal in FORWARDED_SIGNALS {
         call_process_method(env, "on", signal, listener.to_unknown())?;
     }
@@ -125,7 +131,8 @@ fn process(env: &Env) -> Result<Object<'_>> {
 /// `process[method](event, listener)`.
 fn call_process_method(env: &Env, method: &str, event: &str, listener: Unknown) -> Result<()> {
     let process = process(env)?;
-    let function: Function<FnArgs<(&str, Unknown)>, Unknown> = process.get_named_property(method)?;
+    let function: Function<FnArgs<(&str, Unknown)>, Unknown> =
+        process.get_named_property(method)?;
     function.apply(process, FnArgs::from((event, listener)))?;
     Ok(())
 }

@@ -34,7 +34,10 @@ impl JsOutputListener {
         // SAFETY: the caller checked that the value is a function.
         let function: Function<String, Ignored> =
             unsafe { Function::from_napi_value(env.raw(), value.raw()) }?;
-        let callback = function.build_threadsafe_function().callee_handled::<false>().build()?;
+        let callback = function
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .build()?;
         Ok(JsOutputListener { name, callback })
     }
 }
@@ -60,6 +63,9 @@ impl OutputListener for JsOutputListener {
             return Ok(());
         }
         let returned = finished.await.unwrap_or(Ok(()));
-        returned.map_err(|error| CallbackError { callback: self.name, error })
+        returned.map_err(|error| CallbackError {
+            callback: self.name,
+            error,
+        })
     }
 }

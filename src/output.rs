@@ -20,8 +20,15 @@ pub type SettleFuture = Pin<Box<dyn Future<Output = Result<Settled>> + Send>>;
 pub enum Settled {
     /// Rejected before anything ran (bad input, signal already aborted).
     Rejected(Error),
-    SpawnFailed { error: SpawnError, args: Vec<String> },
-    Finished { report: JobReport<CallbackError>, command: String, timeout: Option<Duration> },
+    SpawnFailed {
+        error: SpawnError,
+        args: Vec<String>,
+    },
+    Finished {
+        report: JobReport<CallbackError>,
+        command: String,
+        timeout: Option<Duration>,
+    },
 }
 
 impl Settled {
@@ -40,7 +47,11 @@ impl Settled {
             let timeout = spec.timeout;
             let args = spec.args.clone();
             Ok(match run(spec, owner, listeners, aborted).await {
-                Ok(report) => Settled::Finished { report, command, timeout },
+                Ok(report) => Settled::Finished {
+                    report,
+                    command,
+                    timeout,
+                },
                 Err(error) => Settled::SpawnFailed { error, args },
             })
         })
@@ -52,15 +63,35 @@ impl Settled {
     }
 
     /// The result object, or `Err` carrying the JS error to reject with.
-    pub fn into_js<'env>(self, env: &'env Env, abort_reason: Option<Unknown>) -> Result<Object<'env>> {
+    pub fn into_js<'env>(
+        self,
+        env: &'env Env,
+        abort_reason: Option<Unknown>,
+    ) -> Result<Object<'env>> {
         match self {
             Settled::Rejected(error) => Err(error),
-            Settled::SpawnFailed { error, args } => Err(js_error::into_rejection(spawn_error(env, &error, &args)?)),
-            Settled::Finished { report, command, timeout } => {
-                let JobReport { pid, status, usage, stdout, stderr, duration, ending } = report;
+            Settled::SpawnFailed { error, args } => {
+                Err(js_error::into_rejection(spawn_error(env, &error, &args)?))
+            }
+            Settled::Finished {
+                report,
+                command,
+                timeout,
+            } => {
+                let JobReport {
+                    pid,
+                    status,
+                    usage,
+                    stdout,
+                    stderr,
+                    duration,
+                    ending,
+                } = report;
                 let fields = OutcomeFields {
                     exit_code: status.exit_code(),
-                    signal: status.signal.and_then(local_worker_core::errno::signal_name),
+                    signal: status
+                        .signal
+                        .and_then(local_worker_core::errno::signal_name),
                     pid,
                     duration,
                     usage,
@@ -77,8 +108,14 @@ impl Settled {
                     Ending::Aborted => abort_error_object(env, abort_reason)?,
                     Ending::ListenerFailed(CallbackError { callback, error }) => {
                         let thrown = JsError::from(error).into_unknown(*env);
-                        let message = format!("{callback} callback threw: {}", describe_thrown(thrown));
-                        let mut object = js_error::create(env, ErrorClass::Error, "ERR_CALLBACK_FAILED", &message)?;
+                        let message =
+                            format!("{callback} callback threw: {}", describe_thrown(thrown));
+                        let mut object = js_error::create(
+                            env,
+                            ErrorClass::Error,
+                            "ERR_CALLBACK_FAILED",
+                            &message,
+                        )?;
                         object.set_named_property("cause", thrown)?;
                         object
                     }
@@ -105,7 +142,13 @@ struct OutcomeFields {
 }
 
 impl OutcomeFields {
-    fn write(&self, env: &Env, target: &mut Object, stdout: CapturedOutput, stderr: CapturedOutput) -> Result<()> {
+    fn write(
+        &self,
+        env: &Env,
+        target: &mut Object,
+        stdout: CapturedOutput,
+        stderr: CapturedOutput,
+    ) -> Result<()> {
         target.set_named_property("exitCode", self.exit_code)?;
         target.set_named_property("signal", self.signal)?;
         target.set_named_property("stdoutDroppedBytes", stdout.dropped as f64)?;

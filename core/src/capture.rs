@@ -52,7 +52,11 @@ struct TailBuffer {
 
 impl TailBuffer {
     fn new(max: usize) -> Self {
-        TailBuffer { buf: Vec::new(), max, dropped: 0 }
+        TailBuffer {
+            buf: Vec::new(),
+            max,
+            dropped: 0,
+        }
     }
 
     fn trim_excess(&mut self) {
@@ -71,10 +75,18 @@ impl TailBuffer {
         if self.buf.len() > self.max {
             self.cut_front(self.buf.len() - self.max);
             // Do not start in the middle of a character.
-            let partial = self.buf.iter().take(3).take_while(|&&b| b & 0xC0 == 0x80).count();
+            let partial = self
+                .buf
+                .iter()
+                .take(3)
+                .take_while(|&&b| b & 0xC0 == 0x80)
+                .count();
             self.cut_front(partial);
         }
-        CapturedOutput { bytes: self.buf, dropped: self.dropped }
+        CapturedOutput {
+            bytes: self.buf,
+            dropped: self.dropped,
+        }
     }
 }
 
@@ -85,12 +97,11 @@ impl TailBuffer {
 pub async fn capture<L: OutputListener>(
     pipe: OwnedFd,
     max_buffer: usize,
-    listener: Option<L>,
+    mut listener: Option<L>,
     mut drain: watch::Receiver<Option<Instant>>,
     failures: mpsc::Sender<L::Error>,
 ) -> CapturedOutput {
     let mut tail = TailBuffer::new(max_buffer);
-    let mut listener = listener;
     let mut decoder = Utf8StreamDecoder::new();
     let receiver = match pipe::Receiver::from_owned_fd(pipe) {
         Ok(receiver) => receiver,
@@ -107,26 +118,32 @@ pub async fn capture<L: OutputListener>(
             }
         };
         let Ok(Some(new)) = read else { break };
-        if let Some(l) = &listener {
+        if listener.is_some() {
             let text = decoder.decode(&tail.buf[tail.buf.len() - new..]);
-            if !text.is_empty() {
-                if let Err(err) = l.deliver(text).await {
-                    let _ = failures.try_send(err);
-                    listener = None;
-                }
-            }
+            deliver(&mut listener, text, &failures).await;
         }
         tail.trim_excess();
     }
-    if let Some(l) = &listener {
+    if listener.is_some() {
         let text = decoder.finish();
-        if !text.is_empty() {
-            if let Err(err) = l.deliver(text).await {
-                let _ = failures.try_send(err);
-            }
-        }
+        deliver(&mut listener, text, &failures).await;
     }
     tail.finish()
+}
+
+/// Hands `text` to the listener; on failure reports it and drops the listener.
+async fn deliver<L: OutputListener>(
+    listener: &mut Option<L>,
+    text: String,
+    failures: &mpsc::Sender<L::Error>,
+) {
+    if let Some(l) = listener
+        && !text.is_empty()
+        && let Err(err) = l.deliver(text).await
+    {
+        let _ = failures.try_send(err);
+        *listener = None;
+    }
 }
 
 /// Appends what the pipe has to `buf`: `Some(n)` bytes, or `None` at EOF.
@@ -178,6 +195,12 @@ mod tests {
     fn zero_max_keeps_nothing() {
         let mut tail = TailBuffer::new(0);
         tail.buf.extend_from_slice(b"abc");
-        assert_eq!(tail.finish(), CapturedOutput { bytes: vec![], dropped: 3 });
+        assert_eq!(
+            tail.finish(),
+            CapturedOutput {
+                bytes: vec![],
+                dropped: 3
+            }
+        );
     }
 }

@@ -92,14 +92,30 @@ mod tests {
             seed ^= seed << 5;
             seed
         };
-        let alphabet: [&[u8]; 9] =
-            [b"a", "é".as_bytes(), "€".as_bytes(), "😀".as_bytes(), &[0xff], &[0xe2, 0x82], &[0x80], &[0xf0, 0x9f], &[0xc0, 0xaf]];
+        let alphabet: [&[u8]; 9] = [
+            b"a",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            &[0xff],
+            &[0xe2, 0x82],
+            &[0x80],
+            &[0xf0, 0x9f],
+            &[0xc0, 0xaf],
+        ];
         for _ in 0..2000 {
-            let bytes: Vec<u8> =
-                (0..(next() % 24)).flat_map(|_| alphabet[(next() % 9) as usize].to_vec()).collect();
-            let mut cuts: Vec<usize> = (0..(next() % 5)).map(|_| (next() as usize) % (bytes.len() + 1)).collect();
+            let bytes: Vec<u8> = (0..(next() % 24))
+                .flat_map(|_| alphabet[(next() % 9) as usize].to_vec())
+                .collect();
+            let mut cuts: Vec<usize> = (0..(next() % 5))
+                .map(|_| (next() as usize) % (bytes.len() + 1))
+                .collect();
             cuts.sort();
-            assert_eq!(decode_in_pieces(&bytes, &cuts), String::from_utf8_lossy(&bytes), "{bytes:?} {cuts:?}");
+            assert_eq!(
+                decode_in_pieces(&bytes, &cuts),
+                String::from_utf8_lossy(&bytes),
+                "{bytes:?} {cuts:?}"
+            );
         }
     }
 

@@ -58,7 +58,11 @@ mod tests {
 
     #[test]
     fn sees_live_members_and_not_zombies() {
-        let mut child = Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
         let pgid = child.id() as i32;
         assert!(has_live_members(pgid));
         assert_eq!(signal(pgid, libc::SIGKILL).unwrap(), true);

@@ -55,7 +55,10 @@ pub struct Listeners<L> {
 
 impl<L> Default for Listeners<L> {
     fn default() -> Self {
-        Listeners { stdout: None, stderr: None }
+        Listeners {
+            stdout: None,
+            stderr: None,
+        }
     }
 }
 
@@ -127,7 +130,13 @@ where
     }
     // wait4 on our own exited child cannot fail; if it somehow did, an unknown
     // status is better than losing the job's output.
-    let unknown = (ExitStatus { code: None, signal: None }, ResourceUsage::default());
+    let unknown = (
+        ExitStatus {
+            code: None,
+            signal: None,
+        },
+        ResourceUsage::default(),
+    );
     let (status, usage) = leader.reap().unwrap_or(unknown);
     // Once reaped, the pgid is held only by remaining members, so `exists` is
     // cheap and exact in the common case of a group that ended with its leader.
@@ -139,10 +148,11 @@ where
     let _ = drain_tx.send(Some(Instant::now() + spec.drain_bound));
     let stdout = stdout.await.unwrap_or_default();
     let stderr = stderr.await.unwrap_or_default();
-    if matches!(ending, Ending::Exited) {
-        if let Ok(err) = failure_rx.try_recv() {
-            ending = Ending::ListenerFailed(err);
-        }
+    // A listener may fail while the pipes drain, after the leader exited by itself.
+    if matches!(ending, Ending::Exited)
+        && let Ok(err) = failure_rx.try_recv()
+    {
+        ending = Ending::ListenerFailed(err);
     }
     Ok(JobReport {
         pid: pgid as u32,

@@ -63,7 +63,11 @@ impl Leader {
         let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         // SAFETY: `owned` is a valid descriptor that the AsyncFd takes over.
         let pidfd = unsafe { AsyncFd::register(owned) }?;
-        Ok(Leader { pid, pidfd, reaped: false })
+        Ok(Leader {
+            pid,
+            pidfd,
+            reaped: false,
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -74,13 +78,20 @@ impl Leader {
     pub async fn exited(&self) {
         // A pidfd only ever turns readable once, on exit; errors cannot happen for a
         // registered pidfd, and treating one as "exited" lets `reap` report it.
-        let _ = self.pidfd.readable().await.map(|mut guard| guard.retain_ready());
+        let _ = self
+            .pidfd
+            .readable()
+            .await
+            .map(|mut guard| guard.retain_ready());
     }
 
     /// Whether the leader has exited, without waiting.
     pub fn has_exited(&self) -> bool {
-        let mut poll_fd =
-            libc::pollfd { fd: self.pidfd.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut poll_fd = libc::pollfd {
+            fd: self.pidfd.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, zero timeout.
         unsafe { libc::poll(&mut poll_fd, 1, 0) == 1 }
     }
@@ -119,11 +130,20 @@ fn wait4(pid: i32) -> io::Result<(ExitStatus, ResourceUsage)> {
         }
     }
     let exit = if libc::WIFEXITED(status) {
-        ExitStatus { code: Some(libc::WEXITSTATUS(status)), signal: None }
+        ExitStatus {
+            code: Some(libc::WEXITSTATUS(status)),
+            signal: None,
+        }
     } else if libc::WIFSIGNALED(status) {
-        ExitStatus { code: None, signal: Some(libc::WTERMSIG(status)) }
+        ExitStatus {
+            code: None,
+            signal: Some(libc::WTERMSIG(status)),
+        }
     } else {
-        ExitStatus { code: None, signal: None }
+        ExitStatus {
+            code: None,
+            signal: None,
+        }
     };
     let usage = ResourceUsage {
         max_rss_kb: usage.ru_maxrss.max(0) as u64,

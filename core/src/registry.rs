@@ -28,8 +28,11 @@ impl Drop for Registration {
 
 /// Sends `signal` to the group of every live job of `owner`; returns how many.
 pub fn signal_all(owner: Owner, signal: i32) -> usize {
-    let groups: Vec<i32> =
-        live().iter().filter(|&(_, &o)| o == owner).map(|(&pgid, _)| pgid).collect();
+    let groups: Vec<i32> = live()
+        .iter()
+        .filter(|&(_, &o)| o == owner)
+        .map(|(&pgid, _)| pgid)
+        .collect();
     for &pgid in &groups {
         let _ = crate::group::signal(pgid, signal);
     }

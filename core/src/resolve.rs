@@ -32,7 +32,11 @@ pub fn resolve_program(
     let mut denied = false;
     for dir in path_var.as_bytes().split(|&b| b == b':') {
         // An empty entry means the current directory, as for execvp.
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(dir))
+        };
         let candidate = relative_to(&dir.join(command), cwd);
         match executable(&candidate) {
             Ok(()) => return Ok(candidate),
@@ -61,7 +65,9 @@ fn executable(path: &Path) -> Result<(), i32> {
     if unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EACCES))
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EACCES))
     }
 }
 
@@ -78,8 +84,14 @@ mod tests {
 
     #[test]
     fn missing_program_is_enoent() {
-        assert_eq!(resolve_program("no-such-program-xyz", None, None), Err(libc::ENOENT));
-        assert_eq!(resolve_program("/no/such/file", None, None), Err(libc::ENOENT));
+        assert_eq!(
+            resolve_program("no-such-program-xyz", None, None),
+            Err(libc::ENOENT)
+        );
+        assert_eq!(
+            resolve_program("/no/such/file", None, None),
+            Err(libc::ENOENT)
+        );
     }
 
     #[test]

@@ -65,16 +65,15 @@ pub fn spawn(spec: &JobSpec) -> Result<Spawned, SpawnError> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| std::ffi::OsString::from(v))
         .or_else(|| std::env::var_os("PATH"));
-    let program = resolve_program(command, path_var.as_deref(), spec.cwd.as_deref()).map_err(
-        |errno| {
+    let program =
+        resolve_program(command, path_var.as_deref(), spec.cwd.as_deref()).map_err(|errno| {
             let what = match errno {
                 libc::ENOENT => format!("command not found: {command}"),
                 libc::EACCES => format!("permission denied: {command} is not executable"),
                 _ => format!("cannot execute {command}"),
             };
             SpawnError::new(errno, command, command, &what)
-        },
-    )?;
+        })?;
 
     let mut cmd = Command::new(&program);
     cmd.arg0(command)
@@ -95,7 +94,11 @@ pub fn spawn(spec: &JobSpec) -> Result<Spawned, SpawnError> {
     // Dropping a std Child neither kills nor waits: reaping is `reap::Leader`'s job.
     let stdout = child.stdout.take().expect("stdout was piped").into();
     let stderr = child.stderr.take().expect("stderr was piped").into();
-    Ok(Spawned { pid, stdout, stderr })
+    Ok(Spawned {
+        pid,
+        stdout,
+        stderr,
+    })
 }
 
 fn check_cwd(command: &str, cwd: &Path) -> Result<(), SpawnError> {

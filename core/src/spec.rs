@@ -59,7 +59,10 @@ impl JobSpec {
     /// misread, and limits out of range. Field names are the JS ones.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.command.is_empty() {
-            return Err(SpecError::value("job.command", "must be a non-empty string"));
+            return Err(SpecError::value(
+                "job.command",
+                "must be a non-empty string",
+            ));
         }
         no_nul("job.command", &self.command)?;
         for (i, arg) in self.args.iter().enumerate() {
@@ -133,7 +136,11 @@ impl SpecError {
 
     /// `problem` completes a sentence that starts with the field's name.
     pub fn new(kind: SpecErrorKind, field: &str, problem: &str) -> Self {
-        SpecError { kind, field: field.to_owned(), message: format!("{field} {problem}") }
+        SpecError {
+            kind,
+            field: field.to_owned(),
+            message: format!("{field} {problem}"),
+        }
     }
 }
 
@@ -151,12 +158,20 @@ mod tests {
 
     #[test]
     fn accepts_plain_job() {
-        assert!(JobSpec::new("echo").args(["a", "", "b c"]).validate().is_ok());
+        assert!(
+            JobSpec::new("echo")
+                .args(["a", "", "b c"])
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]
     fn names_the_field_with_a_nul_byte() {
-        let err = JobSpec::new("echo").args(["ok", "bad\0"]).validate().unwrap_err();
+        let err = JobSpec::new("echo")
+            .args(["ok", "bad\0"])
+            .validate()
+            .unwrap_err();
         assert_eq!(err.field, "job.args[1]");
         assert_eq!(err.kind, SpecErrorKind::Value);
         assert!(err.message.contains("NUL"), "{}", err.message);
@@ -164,7 +179,10 @@ mod tests {
 
     #[test]
     fn rejects_empty_command_and_equals_in_env_key() {
-        assert_eq!(JobSpec::new("").validate().unwrap_err().field, "job.command");
+        assert_eq!(
+            JobSpec::new("").validate().unwrap_err().field,
+            "job.command"
+        );
         let mut spec = JobSpec::new("env");
         spec.env.push(("A=B".into(), "x".into()));
         let err = spec.validate().unwrap_err();
@@ -177,6 +195,9 @@ mod tests {
         let mut spec = JobSpec::new("true");
         spec.max_buffer = MAX_BUFFER_LIMIT + 1;
         let err = spec.validate().unwrap_err();
-        assert_eq!((err.kind, err.field.as_str()), (SpecErrorKind::Range, "job.maxBuffer"));
+        assert_eq!(
+            (err.kind, err.field.as_str()),
+            (SpecErrorKind::Range, "job.maxBuffer")
+        );
     }
 }

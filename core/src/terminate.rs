@@ -28,10 +28,10 @@ pub async fn terminate_group(pgid: i32, grace: Duration, leader: Option<&Leader>
 }
 
 async fn wait_until_gone(pgid: i32, leader: Option<&Leader>, until: Instant) -> bool {
-    if let Some(leader) = leader {
-        if timeout_at(until, leader.exited()).await.is_err() {
-            return false;
-        }
+    if let Some(leader) = leader
+        && timeout_at(until, leader.exited()).await.is_err()
+    {
+        return false;
     }
     // Members other than the leader give no exit event: poll, quickly at first.
     let mut pause = Duration::from_millis(1);
@@ -55,7 +55,11 @@ mod tests {
     use std::process::Command;
 
     fn spawn_group(script: &str) -> Leader {
-        let child = Command::new("sh").args(["-c", script]).process_group(0).spawn().unwrap();
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .process_group(0)
+            .spawn()
+            .unwrap();
         Leader::new(child.id() as i32).unwrap()
     }
 

@@ -18,7 +18,11 @@ impl OutputListener for Collect {
     async fn deliver(&self, text: String) -> Result<(), String> {
         let mut seen = self.seen.lock().unwrap();
         seen.push(text);
-        if Some(seen.len()) == self.fail_on { Err("listener gave up".into()) } else { Ok(()) }
+        if Some(seen.len()) == self.fail_on {
+            Err("listener gave up".into())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -27,7 +31,9 @@ fn sh(script: &str) -> JobSpec {
 }
 
 async fn run_plain(spec: JobSpec) -> JobReport<String> {
-    run::<Collect, _>(spec, 1, Listeners::default(), std::future::pending()).await.unwrap()
+    run::<Collect, _>(spec, 1, Listeners::default(), std::future::pending())
+        .await
+        .unwrap()
 }
 
 /// Live (non-zombie) processes whose command line contains `marker`.
@@ -39,7 +45,10 @@ fn processes_with(marker: &str) -> Vec<i32> {
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
             !zombie && String::from_utf8_lossy(&cmdline).contains(marker)
         })
         .collect()
@@ -63,9 +72,14 @@ async fn captures_output_and_exit_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_sees_split_character_joined() {
     let collect = Collect::default();
-    let listeners = Listeners { stdout: Some(collect.clone()), stderr: None };
+    let listeners = Listeners {
+        stdout: Some(collect.clone()),
+        stderr: None,
+    };
     let spec = sh(r"printf '\303'; sleep 0.05; printf '\251 ok'");
-    let report = run(spec, 1, listeners, std::future::pending()).await.unwrap();
+    let report = run(spec, 1, listeners, std::future::pending())
+        .await
+        .unwrap();
     let seen = collect.seen.lock().unwrap().clone();
     assert_eq!(seen.concat(), "é ok");
     assert!(seen.iter().all(|s| !s.contains('\u{fffd}')), "{seen:?}");
@@ -75,7 +89,10 @@ async fn listener_sees_split_character_joined() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_kills_the_whole_group_even_when_sigterm_is_ignored() {
     let marker = "lw-core-timeout-marker";
-    let mut spec = sh(&format!("trap '' TERM; {} echo started; wait", looping_grandchild(marker)));
+    let mut spec = sh(&format!(
+        "trap '' TERM; {} echo started; wait",
+        looping_grandchild(marker)
+    ));
     spec.timeout = Some(Duration::from_millis(300));
     spec.kill_grace = Duration::from_millis(300);
     let started = Instant::now();
@@ -119,7 +136,12 @@ async fn abort_terminates_and_keeps_partial_output() {
     let abort = async move {
         let _ = rx.await;
     };
-    let job = tokio::spawn(run::<Collect, _>(sh("echo partial; sleep 30"), 1, Listeners::default(), abort));
+    let job = tokio::spawn(run::<Collect, _>(
+        sh("echo partial; sleep 30"),
+        1,
+        Listeners::default(),
+        abort,
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     tx.send(()).unwrap();
     let report = job.await.unwrap().unwrap();
@@ -129,10 +151,23 @@ async fn abort_terminates_and_keeps_partial_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_listener_fails_the_job() {
-    let collect = Collect { fail_on: Some(1), ..Default::default() };
-    let listeners = Listeners { stdout: Some(collect.clone()), stderr: None };
+    let collect = Collect {
+        fail_on: Some(1),
+        ..Default::default()
+    };
+    let listeners = Listeners {
+        stdout: Some(collect.clone()),
+        stderr: None,
+    };
     let started = Instant::now();
-    let report = run(sh("echo one; sleep 30"), 1, listeners, std::future::pending()).await.unwrap();
+    let report = run(
+        sh("echo one; sleep 30"),
+        1,
+        listeners,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(matches!(report.ending, Ending::ListenerFailed(ref e) if e == "listener gave up"));
     assert_eq!(report.stdout.into_text(), "one\n");

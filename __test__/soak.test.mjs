@@ -1,0 +1,16 @@
+// A small soak in the suite; `node --expose-gc scripts/soak.mjs 10000` runs the full size.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+
+import { soak } from '../scripts/soak.mjs'
+
+test('1,200 mixed jobs leave no descriptors, no zombies, and RSS within 10 MB', async () => {
+  const report = await soak(1200, 16)
+  const kinds = Object.keys(report.outcomes)
+  for (const expected of ['exit 0', 'exit 1', 'ETIMEDOUT', 'ABORT_ERR', 'ENOENT']) {
+    assert.ok(kinds.includes(expected), `no ${expected} among ${kinds}`)
+  }
+  assert.equal(report.after.fds, report.before.fds)
+  assert.deepEqual(report.zombies, [])
+  assert.ok(report.after.rssKb - report.before.rssKb < 10 * 1024, JSON.stringify(report))
+})
