@@ -108,3 +108,19 @@ test('a maxBuffer beyond what a JS string can hold is a RangeError naming the fi
   assert.equal(error.field, 'job.maxBuffer')
   assert.match(error.message, /maxBuffer/)
 })
+
+test('large ASCII output (handed to V8 without a copy) stays intact through GC', async () => {
+  const expected = Array.from({ length: 100000 }, (_, i) => `line ${i} of ascii output\n`).join('')
+  const chunks = []
+  const result = await adapter.execute({
+    command: 'python3',
+    args: ['-c', "import sys\nfor i in range(100000): sys.stdout.write('line %d of ascii output\\n' % i)"],
+    onStdout: (d) => chunks.push(d),
+  })
+  globalThis.gc?.()
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  globalThis.gc?.()
+  assert.equal(result.stdout.length, expected.length)
+  assert.equal(result.stdout, expected)
+  assert.equal(chunks.join(''), expected)
+})

@@ -10,6 +10,7 @@ use napi_derive::napi;
 mod abort;
 mod input;
 mod js_error;
+mod js_text;
 mod lifecycle;
 mod listener;
 mod output;

@@ -4,6 +4,8 @@ use local_worker_core::OutputListener;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
+use crate::js_text::Text;
+
 /// Whatever the callback returns; it is ignored. (`Unknown` would do, but it is not
 /// `Send`, which would make the threadsafe function unusable from tokio.)
 pub struct Ignored;
@@ -14,7 +16,7 @@ impl FromNapiValue for Ignored {
     }
 }
 
-type Callback = ThreadsafeFunction<String, Ignored, String, Status, false>;
+type Callback = ThreadsafeFunction<Text, Ignored, Text, Status, false>;
 
 pub struct JsOutputListener {
     /// `onStdout` or `onStderr`, for error messages.
@@ -32,7 +34,7 @@ impl JsOutputListener {
     /// `value` must be a function.
     pub fn new(env: &Env, name: &'static str, value: Unknown) -> Result<Self> {
         // SAFETY: the caller checked that the value is a function.
-        let function: Function<String, Ignored> =
+        let function: Function<Text, Ignored> =
             unsafe { Function::from_napi_value(env.raw(), value.raw()) }?;
         let callback = function
             .build_threadsafe_function()
@@ -51,7 +53,7 @@ impl OutputListener for JsOutputListener {
     async fn deliver(&self, text: String) -> std::result::Result<(), CallbackError> {
         let (done, finished) = tokio::sync::oneshot::channel();
         let status = self.callback.call_with_return_value(
-            text,
+            Text(text.into_bytes()),
             ThreadsafeFunctionCallMode::NonBlocking,
             move |returned: Result<Ignored>, _env| {
                 let _ = done.send(returned.map(|_| ()));

@@ -7,11 +7,11 @@ use std::time::Duration;
 use local_worker_core::job::Listeners;
 use local_worker_core::registry::Owner;
 use local_worker_core::{CapturedOutput, Ending, JobReport, JobSpec, SpawnError, run};
-use napi::JsString;
 use napi::bindgen_prelude::*;
 
 use crate::abort::AbortFuture;
 use crate::js_error::{self, ErrorClass};
+use crate::js_text::Text;
 use crate::listener::{CallbackError, JsOutputListener};
 
 pub type SettleFuture = Pin<Box<dyn Future<Output = Result<Settled>> + Send>>;
@@ -153,8 +153,8 @@ impl OutcomeFields {
         target.set_named_property("signal", self.signal)?;
         target.set_named_property("stdoutDroppedBytes", stdout.dropped as f64)?;
         target.set_named_property("stderrDroppedBytes", stderr.dropped as f64)?;
-        target.set_named_property("stdout", text(env, "stdout", stdout)?)?;
-        target.set_named_property("stderr", text(env, "stderr", stderr)?)?;
+        target.set_named_property("stdout", Text(stdout.bytes))?;
+        target.set_named_property("stderr", Text(stderr.bytes))?;
         target.set_named_property("durationMs", self.duration.as_secs_f64() * 1000.0)?;
         target.set_named_property("pid", self.pid)?;
         target.set_named_property("timedOut", self.timed_out)?;
@@ -166,18 +166,6 @@ impl OutcomeFields {
         target.set_named_property("resourceUsage", usage)?;
         Ok(())
     }
-}
-
-/// The captured bytes as a JS string (invalid UTF-8 replaced by U+FFFD).
-fn text<'env>(env: &'env Env, stream: &str, output: CapturedOutput) -> Result<JsString<'env>> {
-    let len = output.bytes.len();
-    let text = output.into_text();
-    env.create_string(&text).map_err(|_| {
-        Error::new(
-            Status::GenericFailure,
-            format!("{stream} ({len} bytes) cannot be returned as a JS string; lower maxBuffer"),
-        )
-    })
 }
 
 /// `Error: spawn <command> ENOENT: ...` shaped like Node's own spawn errors.

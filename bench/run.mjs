@@ -1,0 +1,308 @@
+// Benchmark of @helios-project/local-worker against the two ways Helios could
+// run processes without it: plain child_process (what the TypeScript
+// infrastructure package does today) and execa 9.
+//
+//   npm run bench                              # all scenarios, all adapters, 5 rounds
+//   node bench/run.mjs --rounds 3
+//   node bench/run.mjs --only spawn-serial,capture-256m
+//   node bench/run.mjs --adapters child_process,execa   # without the addon
+//
+// Method (the why of each choice):
+// - Every (round, scenario, adapter) measurement is a fresh `node
+//   bench/scenario.mjs <adapter> <scenario>` process: peak RSS (maxRSS is a
+//   high-water mark, it never goes down) is then that measurement's alone, and
+//   no adapter benefits from caches or heap another one warmed up.
+// - Inside that process one small untimed job runs first, so one-off start-up
+//   (module loading, thread pools) is excluded from the time.
+// - Adapters alternate within each round, and the order rotates from round to
+//   round, so slow drift of a shared, noisy machine spreads over all of them.
+// - Tables show medians, which shrug off the odd outlier of a noisy machine.
+// - Peak RSS is read at the end of the measurement process (what the goals
+//   use), after the correctness check has read the output; "run only" is the
+//   peak right after the timed part. They differ for `+=`-built strings: those
+//   are V8 ropes, which the first read of their content flattens into a second
+//   full-size copy (see bench/scenario.mjs).
+// - Correctness is checked in every run; any failed check makes the exit
+//   status non-zero. Goals that are not met do not: this is a measurement,
+//   not a test.
+//
+// A default run (5 rounds) takes about 5-6 minutes on a 2-core VM, most of it in
+// spawn-heap-2g (filling 2 GiB, then ~13 s of forking for each Node-based adapter).
+
+import { spawn, spawnSync } from 'node:child_process';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { ADAPTER_NAMES, ROOT } from './adapters.mjs';
+import { SCENARIOS, SCENARIO_NAMES } from './scenarios.mjs';
+
+const SCENARIO_SCRIPT = fileURLToPath(new URL('./scenario.mjs', import.meta.url));
+const BASELINE = 'child_process'; // the goals are stated against what ours replaces
+
+// Goals from the issue tracker, evaluated on medians. `value` picks the measured
+// number from the medians of ours (o), child_process (c) and execa (e).
+const GOALS = [
+  { scenario: 'spawn-heap-2g', what: 'time ours/child_process ≤ 0.05 (≥ 20× faster)', value: (o, c) => o.ms / c.ms, met: (v) => v <= 0.05, fmt: ratio },
+  { scenario: 'spawn-serial', what: 'time ours/child_process ≤ 0.6', value: (o, c) => o.ms / c.ms, met: (v) => v <= 0.6, fmt: ratio },
+  { scenario: 'spawn-16', what: 'time ours/child_process ≤ 0.6', value: (o, c) => o.ms / c.ms, met: (v) => v <= 0.6, fmt: ratio },
+  { scenario: 'capture-256m', what: 'time ours/child_process ≤ 0.5', value: (o, c) => o.ms / c.ms, met: (v) => v <= 0.5, fmt: ratio },
+  { scenario: 'capture-256m', what: 'peak RSS ours/child_process ≤ 1.0', value: (o, c) => o.rssKb / c.rssKb, met: (v) => v <= 1.0, fmt: (v, o, c) => `${ratio(v)} (run only ${ratio(o.runRssKb / c.runRssKb)})` },
+  { scenario: 'stream-128m', what: 'time ours/child_process ≤ 0.8', value: (o, c) => o.ms / c.ms, met: (v) => v <= 0.8, fmt: ratio },
+  { scenario: 'loop-lag', what: 'max tick gap of ours < 50 ms', value: (o) => o.lagMs, met: (v) => v < 50, fmt: millis, needsBaseline: false },
+  { scenario: 'loop-lag', what: 'max tick gap ours < child_process', value: (o, c) => o.lagMs, met: (v, o, c) => v < c.lagMs, fmt: (v, o, c) => `${millis(v)} vs ${millis(c.lagMs)}` },
+];
+
+// ---------------------------------------------------------------- arguments
+
+function parseArgs(argv) {
+  const opts = { rounds: 5, scenarios: SCENARIO_NAMES, adapters: ADAPTER_NAMES, timeoutS: 300 };
+  const list = (value, known, what) => {
+    const names = String(value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const unknown = names.filter((n) => !known.includes(n));
+    if (names.length === 0 || unknown.length) usage(`unknown ${what}: ${unknown.join(', ') || '(none)'}; known: ${known.join(', ')}`);
+    return names;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => argv[++i];
+    if (arg === '--rounds') {
+      opts.rounds = Number(value());
+      if (!Number.isInteger(opts.rounds) || opts.rounds < 1) usage('--rounds wants a positive integer');
+    } else if (arg === '--only') opts.scenarios = list(value(), SCENARIO_NAMES, 'scenario');
+    else if (arg === '--adapters') opts.adapters = list(value(), ADAPTER_NAMES, 'adapter');
+    else if (arg === '--timeout') {
+      opts.timeoutS = Number(value());
+      if (!(opts.timeoutS > 0)) usage('--timeout wants seconds > 0');
+    } else if (arg === '--help' || arg === '-h') usage();
+    else usage(`unknown argument ${arg}`);
+  }
+  return opts;
+}
+
+function usage(error) {
+  const text = `usage: node bench/run.mjs [--rounds N] [--only s1,s2] [--adapters a1,a2] [--timeout SECONDS]
+  scenarios: ${SCENARIO_NAMES.join(', ')}
+  adapters:  ${ADAPTER_NAMES.join(', ')}
+  --timeout: per measurement process (default 300 s)`;
+  if (error) {
+    console.error(`error: ${error}\n${text}`);
+    process.exit(2);
+  }
+  console.log(text);
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------- measuring
+
+/** Runs one measurement in a fresh Node process; resolves to its JSON line (never rejects). */
+function measure(adapter, scenario, timeoutS) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [SCENARIO_SCRIPT, adapter, scenario], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL'); // only this measurement process, by its handle
+    }, timeoutS * 1000);
+    const fail = (detail) => ({ ms: null, maxRssKb: null, ok: false, detail });
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      resolve(fail(`could not start measurement process: ${error.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const tail = stderr.trim() ? ` | stderr: ${stderr.trim().split('\n').slice(-5).join(' / ')}` : '';
+      if (timedOut) return resolve(fail(`timed out after ${timeoutS} s${tail}`));
+      const line = stdout.trim().split('\n').pop();
+      let parsed;
+      try {
+        parsed = JSON.parse(line);
+      } catch {
+        return resolve(fail(`no JSON line (exit ${code ?? signal})${tail}`));
+      }
+      if (parsed.ok && code !== 0) parsed = { ...parsed, ok: false, detail: `${parsed.detail}; but exit ${code ?? signal}` };
+      if (!parsed.ok && tail) parsed.detail += tail;
+      resolve(parsed);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- reporting
+
+function median(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+function ratio(v) {
+  return v == null || !Number.isFinite(v) ? '-' : `${v.toFixed(v < 0.1 ? 3 : 2)}×`;
+}
+function millis(v) {
+  return v == null ? '-' : `${v.toFixed(1)} ms`;
+}
+const num = (v, digits = 1) => (v == null ? '-' : v.toFixed(digits));
+
+function table(header, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  // First two columns are names (left-aligned), the rest numbers (right-aligned).
+  const line = (cells) =>
+    cells.map((c, i) => (i < 2 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return [
+    `cpu:    ${cpus[0]?.model ?? 'unknown'} × ${cpus.length}`,
+    `memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB total`,
+    `node:   ${process.version} (${process.platform}/${process.arch})`,
+    `kernel: ${os.release()}`,
+    `load:   ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (1/5/15 min, at start)`,
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------- main
+
+const opts = parseArgs(process.argv.slice(2));
+const started = Date.now();
+
+console.log('# local-worker benchmark\n');
+console.log(machine());
+console.log(
+  `\nrounds: ${opts.rounds}; scenarios: ${opts.scenarios.join(', ')}; adapters: ${opts.adapters.join(', ')}` +
+    '\neach measurement runs in a fresh node process, after one untimed warm-up job\n',
+);
+
+// Fail fast, with a hint, when the addon is not built: otherwise every "ours"
+// measurement would fail one by one. Checked in a child so that this process
+// never loads the addon.
+if (opts.adapters.includes('ours')) {
+  const probe = spawnSync(process.execPath, ['-e', `if (typeof require(${JSON.stringify(ROOT)}).LocalWorkerAdapter !== 'function') throw new Error('no LocalWorkerAdapter export')`], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    console.error(`error: cannot load the addon from ${ROOT} (run \`npm run build\` first,`);
+    console.error('or bench the others only: --adapters child_process,execa):');
+    console.error(probe.stderr.trim().split('\n').slice(0, 6).join('\n'));
+    process.exit(2);
+  }
+}
+
+// runs[scenario][adapter] = [{ round, ms, maxRssKb, ok, detail, lagMs }]
+const runs = Object.fromEntries(opts.scenarios.map((s) => [s, Object.fromEntries(opts.adapters.map((a) => [a, []]))]));
+const failures = [];
+
+for (let round = 1; round <= opts.rounds; round++) {
+  // Rotate the adapter order each round (see the header for why).
+  const shift = (round - 1) % opts.adapters.length;
+  const order = [...opts.adapters.slice(shift), ...opts.adapters.slice(0, shift)];
+  for (const scenario of opts.scenarios) {
+    for (const adapter of order) {
+      const r = await measure(adapter, scenario, opts.timeoutS);
+      runs[scenario][adapter].push({ round, ...r });
+      if (!r.ok) failures.push({ round, scenario, adapter, detail: r.detail });
+      const lag = r.lagMs !== undefined ? `  lag ${millis(r.lagMs)}` : '';
+      console.log(
+        `[round ${round}/${opts.rounds}] ${scenario.padEnd(13)} ${adapter.padEnd(13)} ` +
+          `${num(r.ms).padStart(9)} ms ${num(r.maxRssKb == null ? null : r.maxRssKb / 1024).padStart(8)} MB${lag}  ` +
+          (r.ok ? (r.detail?.startsWith('CORRUPTED') ? `ok (${r.detail})` : 'ok') : `FAILED: ${r.detail}`),
+      );
+    }
+  }
+}
+
+// Medians over the runs that passed their checks: a failed run may be fast for
+// the wrong reason (e.g. output cut short), so it never counts.
+const stats = {};
+for (const scenario of opts.scenarios) {
+  stats[scenario] = {};
+  for (const adapter of opts.adapters) {
+    const good = runs[scenario][adapter].filter((r) => r.ok);
+    stats[scenario][adapter] = {
+      ok: good.length,
+      total: runs[scenario][adapter].length,
+      ms: median(good.map((r) => r.ms)),
+      min: good.length ? Math.min(...good.map((r) => r.ms)) : null,
+      max: good.length ? Math.max(...good.map((r) => r.ms)) : null,
+      rssKb: median(good.map((r) => r.maxRssKb)),
+      runRssKb: median(good.map((r) => r.runMaxRssKb)),
+      lagMs: median(good.map((r) => r.lagMs)),
+    };
+  }
+}
+
+console.log('\n## medians (passing runs only)\n');
+console.log(
+  table(
+    ['scenario', 'adapter', 'ok', 'time ms', 'min–max ms', 'peak RSS MB', '(run only)', 'max tick gap ms'],
+    opts.scenarios.flatMap((scenario) =>
+      opts.adapters.map((adapter) => {
+        const s = stats[scenario][adapter];
+        return [
+          scenario,
+          adapter,
+          `${s.ok}/${s.total}`,
+          num(s.ms),
+          s.min == null ? '-' : `${num(s.min, 0)}–${num(s.max, 0)}`,
+          num(s.rssKb == null ? null : s.rssKb / 1024),
+          num(s.runRssKb == null ? null : s.runRssKb / 1024),
+          num(s.lagMs),
+        ];
+      }),
+    ),
+  ),
+);
+
+if (opts.adapters.includes('ours') && opts.adapters.length > 1) {
+  const others = opts.adapters.filter((a) => a !== 'ours');
+  console.log('\n## ratios of medians (< 1 means ours is faster / smaller)\n');
+  console.log(
+    table(
+      ['scenario', 'vs', 'time', 'peak RSS', '(run only)'],
+      opts.scenarios.flatMap((scenario) =>
+        others.map((other) => {
+          const o = stats[scenario].ours;
+          const x = stats[scenario][other];
+          const r = (a, b) => (a == null || b == null ? null : a / b);
+          return [scenario, `ours/${other}`, ratio(r(o.ms, x.ms)), ratio(r(o.rssKb, x.rssKb)), ratio(r(o.runRssKb, x.runRssKb))];
+        }),
+      ),
+    ),
+  );
+}
+
+console.log(`\n## goals (medians; baseline is ${BASELINE}, the adapter ours replaces)\n`);
+const goalRows = [];
+for (const goal of GOALS) {
+  if (!opts.scenarios.includes(goal.scenario)) continue;
+  const o = stats[goal.scenario].ours;
+  const c = stats[goal.scenario][BASELINE];
+  const needsBaseline = goal.needsBaseline !== false;
+  let value = '-';
+  let verdict;
+  if (!o) verdict = 'SKIPPED (ours not measured)';
+  else if (o.ok < o.total) verdict = `NOT MET (ours failed ${o.total - o.ok}/${o.total} correctness checks)`;
+  else if (needsBaseline && !c) verdict = `SKIPPED (${BASELINE} not measured)`;
+  else if (needsBaseline && c.ok === 0) verdict = `UNKNOWN (${BASELINE} failed every run)`;
+  else {
+    const v = goal.value(o, c);
+    value = goal.fmt(v, o, c);
+    verdict = goal.met(v, o, c) ? 'MET' : 'NOT MET';
+  }
+  goalRows.push([goal.scenario, goal.what, value, verdict]);
+}
+console.log(table(['scenario', 'goal', 'measured', 'verdict'], goalRows));
+
+const minutes = ((Date.now() - started) / 60000).toFixed(1);
+if (failures.length) {
+  console.log(`\n## FAILED CHECKS (${failures.length})\n`);
+  for (const f of failures) console.log(`- round ${f.round}, ${f.scenario}, ${f.adapter}: ${f.detail}`);
+  console.log(`\ndone in ${minutes} min, with failures`);
+  process.exit(1);
+}
+console.log(`\ndone in ${minutes} min, all checks passed`);

@@ -1,0 +1,60 @@
+// One measurement: `node bench/scenario.mjs <adapter> <scenario>`.
+//
+// Run by bench/run.mjs in a fresh Node process per (adapter, scenario, round),
+// so that peak RSS is this measurement's own and no adapter inherits another's
+// warm caches, heap growth or leftover threads.
+//
+// Prints exactly one JSON line on stdout: { ms, maxRssKb, ok, detail, lagMs? }.
+// Exit status 0 when the JSON says ok, 1 otherwise.
+
+import { createAdapter } from './adapters.mjs';
+import { SCENARIOS, TRUE, describe } from './scenarios.mjs';
+
+const [adapterName, scenarioName] = process.argv.slice(2);
+
+function report(line) {
+  // stdout is a pipe, which Node writes synchronously on Linux; the callback
+  // still guards the exit, since an adapter may hold handles (threads, timers)
+  // that would otherwise keep this process alive.
+  process.stdout.write(JSON.stringify(line) + '\n', () => process.exit(line.ok ? 0 : 1));
+}
+
+try {
+  const scenario = SCENARIOS[scenarioName];
+  if (!scenario) throw new Error(`unknown scenario "${scenarioName}"`);
+  const adapter = await createAdapter(adapterName);
+
+  // Untimed: scenario preparation, then one small job so that lazy
+  // initialisation (module loading, thread pools, runtime start-up) is excluded.
+  await scenario.setup?.();
+  const warm = await adapter.execute({ command: TRUE });
+  if (warm?.exitCode !== 0) throw new Error(`warm-up job failed: ${describe(warm)}`);
+
+  const start = performance.now();
+  const outcome = await scenario.run(adapter);
+  const ms = performance.now() - start;
+
+  // Peak RSS of this process only (RUSAGE_SELF, kB; children are not counted),
+  // read twice: right after the run, and at the end. The check reads the
+  // output's content like any real consumer would, and for a string built with
+  // `+=` that first flattens the rope into a second full-size copy: "run" is
+  // what the adapter itself needed, "end" includes that cost of using the result.
+  const runMaxRssKb = process.resourceUsage().maxRSS;
+  const verdict = scenario.check(outcome);
+  const maxRssKb = process.resourceUsage().maxRSS;
+  report({
+    ms,
+    maxRssKb,
+    runMaxRssKb,
+    ok: verdict.ok,
+    detail: verdict.detail,
+    ...(verdict.lagMs !== undefined ? { lagMs: verdict.lagMs } : {}),
+  });
+} catch (error) {
+  report({
+    ms: null,
+    maxRssKb: process.resourceUsage().maxRSS,
+    ok: false,
+    detail: `threw: ${error?.stack ?? error}`,
+  });
+}

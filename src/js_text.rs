@@ -1,0 +1,118 @@
+//! Handing text to V8 without a second full copy when we can.
+//!
+//! ASCII is valid Latin-1, so ASCII output (the common case for logs) becomes an
+//! external one-byte string: V8 reads our buffer in place and frees it through a
+//! finalizer. Other text is copied by `napi_create_string_utf8`, which transcodes.
+//! `node_api_create_external_string_latin1` appeared in Node 20.4; it is looked up
+//! at run time so that an older Node still loads the addon (and copies).
+
+use std::ffi::{c_char, c_void};
+use std::ptr;
+use std::sync::OnceLock;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+
+/// Below this, copying is cheaper than an external string's bookkeeping.
+const EXTERNAL_MIN_LEN: usize = 64 * 1024;
+
+type CreateExternalLatin1 = unsafe extern "C" fn(
+    env: sys::napi_env,
+    str: *mut c_char,
+    length: usize,
+    finalize_callback: sys::napi_finalize,
+    finalize_hint: *mut c_void,
+    result: *mut sys::napi_value,
+    copied: *mut bool,
+) -> sys::napi_status;
+
+fn create_external_latin1() -> Option<CreateExternalLatin1> {
+    static FOUND: OnceLock<Option<CreateExternalLatin1>> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym with a NUL-terminated name; the symbol, when present, has
+        // the signature declared in Node's js_native_api.h.
+        let symbol = unsafe {
+            libc::dlsym(
+                libc::RTLD_DEFAULT,
+                c"node_api_create_external_string_latin1".as_ptr(),
+            )
+        };
+        (!symbol.is_null())
+            .then(|| unsafe { std::mem::transmute::<*mut c_void, CreateExternalLatin1>(symbol) })
+    })
+}
+
+/// UTF-8 bytes (invalid sequences become U+FFFD) on their way to a JS string.
+pub struct Text(pub Vec<u8>);
+
+impl ToNapiValue for Text {
+    unsafe fn to_napi_value(env: sys::napi_env, text: Self) -> Result<sys::napi_value> {
+        let bytes = text.0;
+        if bytes.len() >= EXTERNAL_MIN_LEN
+            && bytes.is_ascii()
+            && let Some(create) = create_external_latin1()
+        {
+            // SAFETY: the boxed buffer stays put until V8 calls `free_buffer`.
+            return unsafe { external_latin1(env, create, bytes) };
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        };
+        let mut value = ptr::null_mut();
+        // SAFETY: pointer and length describe valid UTF-8.
+        check_status!(
+            unsafe {
+                sys::napi_create_string_utf8(
+                    env,
+                    text.as_ptr().cast(),
+                    text.len() as isize,
+                    &mut value,
+                )
+            },
+            "output of {} bytes cannot be returned as a JS string; lower maxBuffer",
+            text.len()
+        )?;
+        Ok(value)
+    }
+}
+
+unsafe fn external_latin1(
+    env: sys::napi_env,
+    create: CreateExternalLatin1,
+    bytes: Vec<u8>,
+) -> Result<sys::napi_value> {
+    let buffer = Box::new(bytes);
+    let (data, len) = (buffer.as_ptr() as *mut c_char, buffer.len());
+    let hint = Box::into_raw(buffer);
+    let mut value = ptr::null_mut();
+    let mut copied = false;
+    // SAFETY: `data` lives in `hint`'s box until the finalizer frees it; when V8
+    // copies instead, Node calls the finalizer before returning.
+    let status = unsafe {
+        create(
+            env,
+            data,
+            len,
+            Some(free_buffer),
+            hint.cast(),
+            &mut value,
+            &mut copied,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        // Node-API does not call the finalizer on failure.
+        // SAFETY: ownership is still ours.
+        drop(unsafe { Box::from_raw(hint) });
+        return Err(Error::new(
+            Status::from(status),
+            "cannot create a JS string from the output",
+        ));
+    }
+    Ok(value)
+}
+
+unsafe extern "C" fn free_buffer(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the box made in `external_latin1`, freed exactly once.
+    drop(unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) });
+}
