@@ -86,6 +86,17 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
   })
 }
 
+test('Node killed by SIGKILL: the watchdog kills the jobs', async (t) => {
+  const mark = marker('node-sigkill')
+  t.after(() => killAll(mark))
+  const outcome = await runFixture('wait', mark, (child) => child.kill('SIGKILL'))
+  assert.equal(outcome.signal, 'SIGKILL')
+  // The watchdog notices the closed pipe at once; give the kernel a moment.
+  const deadline = performance.now() + 3000
+  while (processesWith(mark).length > 0 && performance.now() < deadline) await sleep(20)
+  assert.deepEqual(processesWith(mark), [])
+})
+
 test("an application's own SIGTERM handler is left in charge", async (t) => {
   const mark = marker('node-handled')
   t.after(() => killAll(mark))

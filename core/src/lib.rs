@@ -24,7 +24,8 @@
 //!   After the group is gone the pipes are drained until EOF or a short bound, so a
 //!   process outside the group that inherited a pipe cannot hold the job open.
 //! * **Registry** ([`registry`]) lists the groups of live jobs so that the host can
-//!   kill them all when it exits.
+//!   kill them all when it exits, and keeps a [`watchdog`] process informed, which
+//!   kills them when the host dies without running any code (SIGKILL).
 //!
 //! # Caveats
 //!
@@ -43,6 +44,7 @@ pub mod resolve;
 pub mod spawn;
 pub mod spec;
 pub mod terminate;
+pub mod watchdog;
 
 pub use capture::{CapturedOutput, OutputListener};
 pub use job::{Ending, JobReport, run};

@@ -1,13 +1,48 @@
-//! The process groups of live jobs, so that a host that exits can kill them all.
+//! The process groups of live jobs, so that a host that exits can kill them all
+//! (and, through the watchdog, even a host that is SIGKILLed).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+use crate::watchdog::Watchdog;
 
 /// Who started a job: the host's own id for its environment (a Node worker thread
 /// ending must kill its own jobs, not those of the main thread).
 pub type Owner = u64;
 
-static LIVE: Mutex<BTreeMap<i32, Owner>> = Mutex::new(BTreeMap::new());
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    groups: BTreeMap::new(),
+    watchdog: None,
+    watchdog_failed: false,
+});
+
+struct Live {
+    groups: BTreeMap<i32, Owner>,
+    watchdog: Option<Watchdog>,
+    /// Spawning the watchdog failed once: do not try for every job.
+    watchdog_failed: bool,
+}
+
+impl Live {
+    /// Keeps the watchdog's list in step with ours; a watchdog that cannot be
+    /// told is dropped (its protection is lost, the jobs are not).
+    fn tell_watchdog(&mut self, pgid: i32, added: bool) {
+        if pgid <= 0 {
+            return;
+        }
+        if self.watchdog.is_none() && added && !self.watchdog_failed {
+            match Watchdog::spawn() {
+                Ok(watchdog) => self.watchdog = Some(watchdog),
+                Err(_) => self.watchdog_failed = true,
+            }
+        }
+        if let Some(watchdog) = &mut self.watchdog
+            && watchdog.send(pgid, added).is_err()
+        {
+            self.watchdog = None;
+        }
+    }
+}
 
 /// A live job's group, listed until dropped.
 #[derive(Debug)]
@@ -16,19 +51,24 @@ pub struct Registration {
 }
 
 pub fn register(pgid: i32, owner: Owner) -> Registration {
-    live().insert(pgid, owner);
+    let mut live = live();
+    live.groups.insert(pgid, owner);
+    live.tell_watchdog(pgid, true);
     Registration { pgid }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        live().remove(&self.pgid);
+        let mut live = live();
+        live.groups.remove(&self.pgid);
+        live.tell_watchdog(self.pgid, false);
     }
 }
 
 /// Sends `signal` to the group of every live job of `owner`; returns how many.
 pub fn signal_all(owner: Owner, signal: i32) -> usize {
     let groups: Vec<i32> = live()
+        .groups
         .iter()
         .filter(|&(_, &o)| o == owner)
         .map(|(&pgid, _)| pgid)
@@ -41,10 +81,15 @@ pub fn signal_all(owner: Owner, signal: i32) -> usize {
 
 /// Number of live jobs of `owner`.
 pub fn live_count(owner: Owner) -> usize {
-    live().values().filter(|&&o| o == owner).count()
+    live().groups.values().filter(|&&o| o == owner).count()
 }
 
-fn live() -> std::sync::MutexGuard<'static, BTreeMap<i32, Owner>> {
+/// Pid of the watchdog process, once one runs.
+pub fn watchdog_pid() -> Option<u32> {
+    live().watchdog.as_ref().map(Watchdog::pid)
+}
+
+fn live() -> std::sync::MutexGuard<'static, Live> {
     // A panic while holding the lock cannot leave the map inconsistent.
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
