@@ -117,8 +117,13 @@ test('a long-lived signal shared by 10,000 jobs accumulates no listeners', async
       assert.equal(result.exitCode, 0)
     }
   }
+  globalThis.gc?.()
+  const heapBefore = process.memoryUsage().heapUsed
   await Promise.all(Array.from({ length: 16 }, worker))
   assert.equal(getEventListeners(signal, 'abort').length, 0)
+  globalThis.gc?.()
+  const grown = process.memoryUsage().heapUsed - heapBefore
+  assert.ok(grown < 4 * 1024 * 1024, `heap grew by ${grown} bytes over ${total} jobs`)
 })
 
 test('a throwing callback fails the job: group killed, rejection carries the thrown error', async (t) => {
@@ -149,4 +154,21 @@ test('a throwing callback fails the job: group killed, rejection carries the thr
   assert.match(odd.message, /onStderr callback threw: plain string/)
   await sleep(50)
   assert.deepEqual(uncaught, [])
+})
+
+test('many running jobs on one signal share one listener; aborting it aborts them all', async (t) => {
+  const warnings = []
+  const onWarning = (w) => warnings.push(w)
+  process.on('warning', onWarning)
+  t.after(() => process.off('warning', onWarning))
+  const controller = new AbortController()
+  const jobs = Array.from({ length: 20 }, () => rejection(adapter.execute({ command: 'sleep', args: ['30'], signal: controller.signal })))
+  await sleep(100)
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 1)
+  controller.abort()
+  const errors = await Promise.all(jobs)
+  for (const error of errors) assert.equal(error.code, 'ABORT_ERR')
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
+  await sleep(10)
+  assert.deepEqual(warnings.map(String), [])
 })

@@ -1,14 +1,21 @@
 //! Following a job's `AbortSignal` without touching the user's `signal.onabort`.
 //!
-//! We add our own 'abort' event listener and remove it when the job settles, so a
-//! long-lived signal shared by many jobs does not accumulate listeners or memory.
+//! Each signal gets at most one 'abort' listener of ours, however many jobs share
+//! it: the listener fans the abort out to the jobs registered with it. (One
+//! listener per job would trip Node's MaxListenersExceededWarning as soon as more
+//! than 10 jobs share a signal, which a whole render's signal does.) A job leaves
+//! the fan-out when it settles, and the last one out removes the listener, so a
+//! long-lived signal accumulates neither listeners nor memory.
+//!
 //! Any object with a boolean `aborted` and `addEventListener`/`removeEventListener`
 //! methods is accepted (Node's AbortSignal, or an EventTarget-based polyfill).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use local_worker_core::SpecError;
+use napi::JsGlobal;
 use napi::bindgen_prelude::*;
 use tokio::sync::oneshot;
 
@@ -17,9 +24,9 @@ use crate::input::{InputError, thrown};
 pub enum Subscription {
     /// The job has no signal.
     None,
-    /// The signal was aborted before the job started; its `reason`.
+    /// The signal was aborted before the job started: the AbortError to reject with.
     AlreadyAborted(Error),
-    /// `aborted` resolves when the signal fires; `binding` removes our listener.
+    /// `aborted` resolves when the signal fires; `binding` leaves the fan-out.
     Armed {
         aborted: AbortFuture,
         binding: AbortBinding,
@@ -28,10 +35,36 @@ pub enum Subscription {
 
 pub type AbortFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Our listener on a signal, to be detached on the JS thread when the job settles.
+type FanoutId = u64;
+type JobId = u64;
+
+/// The JS thread's state: one Node environment per thread.
+#[derive(Default)]
+struct Fanouts {
+    next_id: u64,
+    /// Per signal listener: the jobs waiting for its abort.
+    waiting: HashMap<FanoutId, HashMap<JobId, oneshot::Sender<()>>>,
+    /// `WeakMap<signal, { listener, id }>`, so the entry dies with the signal.
+    by_signal: Option<ObjectRef<false>>,
+}
+
+thread_local! {
+    static FANOUTS: RefCell<Fanouts> = RefCell::new(Fanouts::default());
+}
+
+fn next_id() -> u64 {
+    FANOUTS.with(|f| {
+        let mut f = f.borrow_mut();
+        f.next_id += 1;
+        f.next_id
+    })
+}
+
+/// A job's place in a signal's fan-out, left on the JS thread when the job settles.
 pub struct AbortBinding {
     signal: ObjectRef<false>,
-    listener: ObjectRef<false>,
+    fanout: FanoutId,
+    job: JobId,
 }
 
 pub fn subscribe(
@@ -41,54 +74,41 @@ pub fn subscribe(
     let Some(signal) = signal else {
         return Ok(Subscription::None);
     };
-    let not_a_signal =
-        || InputError::from(SpecError::type_("job.signal", "must be an AbortSignal"));
-    let aborted: Unknown = signal
-        .get_named_property("aborted")
-        .map_err(|e| thrown(env, e))?;
-    let add: Unknown = signal
-        .get_named_property("addEventListener")
-        .map_err(|e| thrown(env, e))?;
-    let remove: Unknown = signal
-        .get_named_property("removeEventListener")
-        .map_err(|e| thrown(env, e))?;
+    let get = |name: &str| -> std::result::Result<Unknown, InputError> {
+        signal.get_named_property(name).map_err(|e| thrown(env, e))
+    };
+    let (aborted, add, remove) = (
+        get("aborted")?,
+        get("addEventListener")?,
+        get("removeEventListener")?,
+    );
     if aborted.get_type().ok() != Some(ValueType::Boolean)
         || add.get_type().ok() != Some(ValueType::Function)
         || remove.get_type().ok() != Some(ValueType::Function)
     {
-        return Err(not_a_signal());
+        return Err(SpecError::type_("job.signal", "must be an AbortSignal").into());
     }
     // SAFETY: checked to be a boolean.
     if unsafe { bool::from_napi_value(env.raw(), aborted.raw()) }.map_err(|e| thrown(env, e))? {
-        let reason: Unknown = signal
-            .get_named_property("reason")
-            .map_err(|e| thrown(env, e))?;
-        return Ok(Subscription::AlreadyAborted(
-            crate::output::abort_error(env, Some(reason)).map_err(|e| thrown(env, e))?,
-        ));
+        let reason = get("reason")?;
+        let error = crate::output::abort_error(env, Some(reason)).map_err(|e| thrown(env, e))?;
+        return Ok(Subscription::AlreadyAborted(error));
     }
 
+    let fanout = fanout_of(env, signal).map_err(|e| thrown(env, e))?;
     let (fire, fired) = oneshot::channel::<()>();
-    let fire = Arc::new(Mutex::new(Some(fire)));
-    let listener = env
-        .create_function_from_closure::<(), (), _>("onJobAbort", move |_| {
-            if let Some(fire) = fire.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                let _ = fire.send(());
-            }
-            Ok(())
-        })
-        .map_err(|e| thrown(env, e))?;
-    // SAFETY: checked to be a function.
-    let add: Function<FnArgs<(&str, Unknown)>, Unknown> =
-        unsafe { Function::from_napi_value(env.raw(), add.raw()) }.map_err(|e| thrown(env, e))?;
-    add.apply(signal, FnArgs::from(("abort", listener.to_unknown())))
-        .map_err(|e| thrown(env, e))?;
-
+    let job = next_id();
+    FANOUTS.with(|f| {
+        f.borrow_mut()
+            .waiting
+            .entry(fanout)
+            .or_default()
+            .insert(job, fire)
+    });
     let binding = AbortBinding {
         signal: signal.create_ref().map_err(|e| thrown(env, e))?,
-        listener: Object::from_raw(env.raw(), listener.raw())
-            .create_ref()
-            .map_err(|e| thrown(env, e))?,
+        fanout,
+        job,
     };
     let aborted: AbortFuture = Box::pin(async move {
         // A dropped sender (the environment is going away) is not an abort.
@@ -99,19 +119,66 @@ pub fn subscribe(
     Ok(Subscription::Armed { aborted, binding })
 }
 
+/// The fan-out of `signal`, adding our listener to it if it has none yet.
+fn fanout_of(env: &Env, signal: Object) -> Result<FanoutId> {
+    let by_signal = weak_map(env)?;
+    let get: Function<Object, Unknown> = by_signal.get_named_property("get")?;
+    let entry = get.apply(by_signal, signal)?;
+    if entry.get_type()? == ValueType::Object {
+        let entry = Object::from_raw(env.raw(), entry.raw());
+        return Ok(entry.get_named_property::<f64>("id")? as FanoutId);
+    }
+    let id = next_id();
+    let listener = env.create_function_from_closure::<(), (), _>("onJobsAbort", move |_| {
+        let waiting = FANOUTS.with(|f| f.borrow_mut().waiting.get_mut(&id).map(std::mem::take));
+        for (_, fire) in waiting.unwrap_or_default() {
+            let _ = fire.send(());
+        }
+        Ok(())
+    })?;
+    let add: Function<FnArgs<(&str, Unknown)>, Unknown> =
+        signal.get_named_property("addEventListener")?;
+    add.apply(signal, FnArgs::from(("abort", listener.to_unknown())))?;
+    let mut entry = Object::new(env)?;
+    entry.set_named_property("listener", listener)?;
+    entry.set_named_property("id", id as f64)?;
+    let set: Function<FnArgs<(Object, Object)>, Unknown> = by_signal.get_named_property("set")?;
+    set.apply(by_signal, FnArgs::from((signal, entry)))?;
+    FANOUTS.with(|f| f.borrow_mut().waiting.insert(id, HashMap::new()));
+    Ok(id)
+}
+
+/// This environment's `WeakMap` from signals to our listener entries.
+fn weak_map(env: &Env) -> Result<Object<'_>> {
+    if let Some(map) = FANOUTS.with(|f| f.borrow().by_signal.as_ref().map(|r| r.get_value(env))) {
+        return map;
+    }
+    let global: JsGlobal = env.get_global()?;
+    let constructor: Function<(), Object> = global.get_named_property("WeakMap")?;
+    let map = Object::from_raw(env.raw(), constructor.new_instance(())?.raw());
+    let reference = map.create_ref()?;
+    FANOUTS.with(|f| f.borrow_mut().by_signal = Some(reference));
+    Ok(map)
+}
+
 impl AbortBinding {
-    /// Removes our listener; returns the signal's `reason` if it was aborted.
+    /// Leaves the fan-out (removing the listener if this was the last job);
+    /// returns the signal's `reason` if it was aborted.
     pub fn detach<'env>(self, env: &'env Env) -> Option<Unknown<'env>> {
+        let last = FANOUTS.with(|f| {
+            let mut f = f.borrow_mut();
+            let waiting = f.waiting.get_mut(&self.fanout);
+            waiting.map(|w| {
+                w.remove(&self.job);
+                w.is_empty()
+            })
+        });
         let signal = self.signal.get_value(env).ok();
-        let listener = self.listener.get_value(env).ok();
         let mut reason = None;
-        if let (Some(signal), Some(listener)) = (signal, listener) {
-            if let Ok(remove) = signal
-                .get_named_property::<Function<FnArgs<(&str, Unknown)>, Unknown>>(
-                    "removeEventListener",
-                )
-            {
-                let _ = remove.apply(signal, FnArgs::from(("abort", listener.to_unknown())));
+        if let Some(signal) = signal {
+            if last != Some(false) {
+                let _ = remove_listener(env, signal);
+                FANOUTS.with(|f| f.borrow_mut().waiting.remove(&self.fanout));
             }
             if signal
                 .get_named_property::<bool>("aborted")
@@ -120,10 +187,26 @@ impl AbortBinding {
                 reason = signal.get_named_property::<Unknown>("reason").ok();
             }
         }
-        // A throwing removeEventListener must not leak into the next JS call.
+        // A throwing removeEventListener or getter must not leak into the next JS call.
         let _ = crate::js_error::take_pending_exception(env);
         let _ = self.signal.unref(env);
-        let _ = self.listener.unref(env);
         reason
     }
+}
+
+fn remove_listener(env: &Env, signal: Object) -> Result<()> {
+    let by_signal = weak_map(env)?;
+    let get: Function<Object, Unknown> = by_signal.get_named_property("get")?;
+    let entry = get.apply(by_signal, signal)?;
+    if entry.get_type()? != ValueType::Object {
+        return Ok(());
+    }
+    let listener: Unknown =
+        Object::from_raw(env.raw(), entry.raw()).get_named_property("listener")?;
+    let remove: Function<FnArgs<(&str, Unknown)>, Unknown> =
+        signal.get_named_property("removeEventListener")?;
+    remove.apply(signal, FnArgs::from(("abort", listener)))?;
+    let delete: Function<Object, Unknown> = by_signal.get_named_property("delete")?;
+    delete.apply(by_signal, signal)?;
+    Ok(())
 }
