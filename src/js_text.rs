@@ -5,16 +5,40 @@
 //! finalizer. Other text is copied by `napi_create_string_utf8`, which transcodes.
 //! `node_api_create_external_string_latin1` appeared in Node 20.4; it is looked up
 //! at run time so that an older Node still loads the addon (and copies).
+//!
+//! Caveat, measured on Node 20: V8 does not collect a dropped external string
+//! promptly — its JS object is tiny, and neither `napi_adjust_external_memory` nor
+//! the size of the external data triggers a GC, so with little JS allocation dead
+//! results can pile up for a long time. Hence a budget: external strings not yet
+//! finalized may hold at most `EXTERNAL_BUDGET` bytes; beyond it, text is copied
+//! into the V8 heap (`napi_create_string_latin1`, a plain copy for ASCII), where the
+//! garbage collector sees its size.
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
 
 /// Below this, copying is cheaper than an external string's bookkeeping.
 const EXTERNAL_MIN_LEN: usize = 64 * 1024;
+/// Most bytes held by external strings that V8 has not finalized yet.
+const EXTERNAL_BUDGET: usize = 256 * 1024 * 1024;
+
+/// Bytes held by live (not yet finalized) external strings of this process.
+static EXTERNAL_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Reserves `len` bytes of the external budget, if they fit.
+fn reserve_external(len: usize) -> bool {
+    EXTERNAL_BYTES
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(len)
+                .filter(|&total| total <= EXTERNAL_BUDGET)
+        })
+        .is_ok()
+}
 
 type CreateExternalLatin1 = unsafe extern "C" fn(
     env: sys::napi_env,
@@ -43,23 +67,65 @@ fn create_external_latin1() -> Option<CreateExternalLatin1> {
 }
 
 /// UTF-8 bytes (invalid sequences become U+FFFD) on their way to a JS string.
-pub struct Text(pub Vec<u8>);
+pub struct Text {
+    bytes: Vec<u8>,
+    /// May be handed over without a copy (results). Callback chunks are always
+    /// copied: they are at most a pipe's worth, and the GC must see them to free them.
+    zero_copy: bool,
+}
+
+impl Text {
+    /// A job's captured stdout or stderr.
+    pub fn result(bytes: Vec<u8>) -> Self {
+        Text {
+            bytes,
+            zero_copy: true,
+        }
+    }
+
+    /// One delivery to a callback.
+    pub fn chunk(bytes: Vec<u8>) -> Self {
+        Text {
+            bytes,
+            zero_copy: false,
+        }
+    }
+}
 
 impl ToNapiValue for Text {
     unsafe fn to_napi_value(env: sys::napi_env, text: Self) -> Result<sys::napi_value> {
-        let bytes = text.0;
-        if bytes.len() >= EXTERNAL_MIN_LEN
-            && bytes.is_ascii()
+        let Text { bytes, zero_copy } = text;
+        let ascii = bytes.is_ascii();
+        if ascii
+            && zero_copy
+            && bytes.len() >= EXTERNAL_MIN_LEN
             && let Some(create) = create_external_latin1()
+            && reserve_external(bytes.len())
         {
             // SAFETY: the boxed buffer stays put until V8 calls `free_buffer`.
             return unsafe { external_latin1(env, create, bytes) };
+        }
+        let mut value = ptr::null_mut();
+        if ascii {
+            // SAFETY: pointer and length describe the buffer; ASCII is valid Latin-1.
+            check_status!(
+                unsafe {
+                    sys::napi_create_string_latin1(
+                        env,
+                        bytes.as_ptr().cast(),
+                        bytes.len() as isize,
+                        &mut value,
+                    )
+                },
+                "output of {} bytes cannot be returned as a JS string; lower maxBuffer",
+                bytes.len()
+            )?;
+            return Ok(value);
         }
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
         };
-        let mut value = ptr::null_mut();
         // SAFETY: pointer and length describe valid UTF-8.
         check_status!(
             unsafe {

@@ -53,7 +53,7 @@ impl OutputListener for JsOutputListener {
     async fn deliver(&self, text: String) -> std::result::Result<(), CallbackError> {
         let (done, finished) = tokio::sync::oneshot::channel();
         let status = self.callback.call_with_return_value(
-            Text(text.into_bytes()),
+            Text::chunk(text.into_bytes()),
             ThreadsafeFunctionCallMode::NonBlocking,
             move |returned: Result<Ignored>, _env| {
                 let _ = done.send(returned.map(|_| ()));

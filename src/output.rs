@@ -98,6 +98,8 @@ impl Settled {
                     timed_out: matches!(ending, Ending::TimedOut),
                     aborted: matches!(ending, Ending::Aborted),
                 };
+                // Only an exit by itself resolves; every other ending rejects.
+                let resolves = matches!(ending, Ending::Exited);
                 let mut target = match ending {
                     Ending::Exited => Object::new(env)?,
                     Ending::TimedOut => {
@@ -121,10 +123,10 @@ impl Settled {
                     }
                 };
                 fields.write(env, &mut target, stdout, stderr)?;
-                if target.get_named_property::<Unknown>("code")?.get_type()? == ValueType::String {
-                    Err(js_error::into_rejection(target))
-                } else {
+                if resolves {
                     Ok(target)
+                } else {
+                    Err(js_error::into_rejection(target))
                 }
             }
         }
@@ -153,8 +155,8 @@ impl OutcomeFields {
         target.set_named_property("signal", self.signal)?;
         target.set_named_property("stdoutDroppedBytes", stdout.dropped as f64)?;
         target.set_named_property("stderrDroppedBytes", stderr.dropped as f64)?;
-        target.set_named_property("stdout", Text(stdout.bytes))?;
-        target.set_named_property("stderr", Text(stderr.bytes))?;
+        target.set_named_property("stdout", Text::result(stdout.bytes))?;
+        target.set_named_property("stderr", Text::result(stderr.bytes))?;
         target.set_named_property("durationMs", self.duration.as_secs_f64() * 1000.0)?;
         target.set_named_property("pid", self.pid)?;
         target.set_named_property("timedOut", self.timed_out)?;
