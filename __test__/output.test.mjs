@@ -124,3 +124,19 @@ test('large ASCII output (handed to V8 without a copy) stays intact through GC',
   assert.equal(result.stdout, expected)
   assert.equal(chunks.join(''), expected)
 })
+
+test('callbacks receive pieces of at most 64 KiB, cut at character boundaries', async () => {
+  const pieces = []
+  const result = await adapter.execute({
+    command: 'python3',
+    args: ['-c', "import sys\nsys.stdout.write('é' * 300000)"],
+    onStdout: (d) => pieces.push(d),
+  })
+  assert.equal(result.stdout, 'é'.repeat(300000))
+  assert.equal(pieces.join(''), result.stdout)
+  assert.ok(pieces.length >= 10, `${pieces.length} pieces`)
+  for (const piece of pieces) {
+    assert.ok(Buffer.byteLength(piece) <= 64 * 1024, `${Buffer.byteLength(piece)}`)
+    assert.ok(!piece.includes('\uFFFD'))
+  }
+})

@@ -146,11 +146,9 @@ test('a throwing callback fails the job: group killed, rejection carries the thr
   assert.equal(error.cause, thrown)
   assert.equal(error.stdout, 'first\n')
   assert.deepEqual(processesWith(mark), [])
-  // A non-Error thrown value fails the job too; it arrives wrapped in an Error (napi-rs keeps
-  // only Error objects by identity), its string form as the message.
+  // A non-Error thrown value is carried exactly too.
   const odd = await rejection(adapter.execute({ command: 'sh', args: ['-c', 'echo x >&2'], onStderr: () => { throw 'plain string' } }))
-  assert.ok(odd.cause instanceof Error)
-  assert.equal(odd.cause.message, 'plain string')
+  assert.equal(odd.cause, 'plain string')
   assert.match(odd.message, /onStderr callback threw: plain string/)
   await sleep(50)
   assert.deepEqual(uncaught, [])
@@ -171,4 +169,16 @@ test('many running jobs on one signal share one listener; aborting it aborts the
   assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
   await sleep(10)
   assert.deepEqual(warnings.map(String), [])
+})
+
+test('after a callback throws, it is not called again', async () => {
+  let calls = 0
+  const error = await rejection(adapter.execute({
+    command: 'python3',
+    args: ['-c', "import sys, time\nfor i in range(50):\n  sys.stdout.write('x' * 200000); sys.stdout.flush(); time.sleep(0.002)"],
+    onStdout: () => { calls++; throw new Error('first call fails') },
+  }))
+  assert.equal(error.code, 'ERR_CALLBACK_FAILED')
+  assert.equal(calls, 1)
+  assert.ok(error.stdout.length > 0)
 })

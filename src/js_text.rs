@@ -66,81 +66,51 @@ fn create_external_latin1() -> Option<CreateExternalLatin1> {
     })
 }
 
-/// UTF-8 bytes (invalid sequences become U+FFFD) on their way to a JS string.
-pub struct Text {
-    bytes: Vec<u8>,
-    /// May be handed over without a copy (results). Callback chunks are always
-    /// copied: they are at most a pipe's worth, and the GC must see them to free them.
-    zero_copy: bool,
-}
+/// A job's captured stdout or stderr (UTF-8; invalid sequences become U+FFFD) on
+/// its way to a JS string: handed over without a copy when ASCII and in budget.
+pub struct OutputText(pub Vec<u8>);
 
-impl Text {
-    /// A job's captured stdout or stderr.
-    pub fn result(bytes: Vec<u8>) -> Self {
-        Text {
-            bytes,
-            zero_copy: true,
-        }
-    }
-
-    /// One delivery to a callback.
-    pub fn chunk(bytes: Vec<u8>) -> Self {
-        Text {
-            bytes,
-            zero_copy: false,
-        }
-    }
-}
-
-impl ToNapiValue for Text {
+impl ToNapiValue for OutputText {
     unsafe fn to_napi_value(env: sys::napi_env, text: Self) -> Result<sys::napi_value> {
-        let Text { bytes, zero_copy } = text;
-        let ascii = bytes.is_ascii();
-        if ascii
-            && zero_copy
-            && bytes.len() >= EXTERNAL_MIN_LEN
+        let bytes = text.0;
+        if bytes.len() >= EXTERNAL_MIN_LEN
+            && bytes.is_ascii()
             && let Some(create) = create_external_latin1()
             && reserve_external(bytes.len())
         {
             // SAFETY: the boxed buffer stays put until V8 calls `free_buffer`.
             return unsafe { external_latin1(env, create, bytes) };
         }
-        let mut value = ptr::null_mut();
-        if ascii {
-            // SAFETY: pointer and length describe the buffer; ASCII is valid Latin-1.
-            check_status!(
-                unsafe {
-                    sys::napi_create_string_latin1(
-                        env,
-                        bytes.as_ptr().cast(),
-                        bytes.len() as isize,
-                        &mut value,
-                    )
-                },
-                "output of {} bytes cannot be returned as a JS string; lower maxBuffer",
-                bytes.len()
-            )?;
-            return Ok(value);
+        match std::str::from_utf8(&bytes) {
+            // SAFETY: a valid env and string.
+            Ok(text) => unsafe { copy_str(env, text) },
+            Err(_) => unsafe { copy_str(env, &String::from_utf8_lossy(&bytes)) },
         }
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-        };
-        // SAFETY: pointer and length describe valid UTF-8.
-        check_status!(
-            unsafe {
-                sys::napi_create_string_utf8(
-                    env,
-                    text.as_ptr().cast(),
-                    text.len() as isize,
-                    &mut value,
-                )
-            },
-            "output of {} bytes cannot be returned as a JS string; lower maxBuffer",
-            text.len()
-        )?;
-        Ok(value)
     }
+}
+
+/// A JS string copied from `text`: a plain copy for ASCII (valid Latin-1), a
+/// transcoding copy otherwise.
+///
+/// # Safety
+/// `env` must be the current, valid environment.
+pub unsafe fn copy_str(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {
+    let mut value = ptr::null_mut();
+    let (ptr, len) = (text.as_ptr().cast(), text.len() as isize);
+    // SAFETY: pointer and length describe `text`.
+    let status = unsafe {
+        if text.is_ascii() {
+            sys::napi_create_string_latin1(env, ptr, len, &mut value)
+        } else {
+            sys::napi_create_string_utf8(env, ptr, len, &mut value)
+        }
+    };
+    check_status!(
+        status,
+        "output of {} bytes cannot be returned as a JS string; lower maxBuffer",
+        text.len()
+    )?;
+    Ok(value)
 }
 
 unsafe fn external_latin1(

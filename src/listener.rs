@@ -1,73 +1,190 @@
 //! A JS `onStdout`/`onStderr` callback as the core's `OutputListener`.
+//!
+//! Text crosses to the JS thread through a threadsafe function whose target is a
+//! small dispatcher of ours, not the user's callback itself. The dispatcher cuts
+//! the text into pieces of at most 64 KiB (small V8 strings, like Node's own
+//! stream chunks, instead of one large-object allocation per pipe read), calls the
+//! user's callback once per piece, and catches what it throws: the job then fails
+//! with that exact value, and no queued piece reaches the callback afterwards.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use local_worker_core::OutputListener;
 use napi::bindgen_prelude::*;
+use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
-use crate::js_text::Text;
+use crate::js_text::copy_str;
 
-/// Whatever the callback returns; it is ignored. (`Unknown` would do, but it is not
-/// `Send`, which would make the threadsafe function unusable from tokio.)
-pub struct Ignored;
+/// Largest string handed to a callback (V8's large-object threshold is 128 KiB).
+const PIECE_MAX: usize = 64 * 1024;
 
-impl FromNapiValue for Ignored {
-    unsafe fn from_napi_value(_: napi::sys::napi_env, _: napi::sys::napi_value) -> Result<Self> {
-        Ok(Ignored)
+/// One delivery: the text, arriving in JS as an array of strings of at most
+/// `PIECE_MAX` bytes, cut at character boundaries.
+pub struct Pieces(String);
+
+impl ToNapiValue for Pieces {
+    unsafe fn to_napi_value(env: sys::napi_env, pieces: Self) -> Result<sys::napi_value> {
+        let mut array = std::ptr::null_mut();
+        // SAFETY: plain Node-API calls on the current env.
+        check_status!(unsafe { sys::napi_create_array(env, &mut array) })?;
+        let mut rest = pieces.0.as_str();
+        let mut index = 0;
+        while !rest.is_empty() {
+            let mut end = rest.len().min(PIECE_MAX);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            // SAFETY: valid env; the slice is valid UTF-8.
+            let piece = unsafe { copy_str(env, &rest[..end]) }?;
+            check_status!(unsafe { sys::napi_set_element(env, array, index, piece) })?;
+            rest = &rest[end..];
+            index += 1;
+        }
+        Ok(array)
     }
 }
 
-type Callback = ThreadsafeFunction<Text, Ignored, Text, Status, false>;
+type Dispatch = ThreadsafeFunction<Pieces, (), Pieces, Status, false>;
+
+/// What the user's callback threw, kept on the JS heap inside a holder object
+/// (Node-API before version 10 cannot reference a primitive directly).
+#[derive(Default)]
+struct Failure {
+    failed: AtomicBool,
+    thrown: Mutex<Option<ObjectRef<false>>>,
+}
 
 pub struct JsOutputListener {
     /// `onStdout` or `onStderr`, for error messages.
     name: &'static str,
-    callback: Callback,
+    dispatch: Dispatch,
+    failure: Arc<Failure>,
 }
 
-/// A callback threw: which one, and what it threw (the original JS value).
+/// A callback threw: which one, and a holder whose `value` is what it threw.
 pub struct CallbackError {
     pub callback: &'static str,
-    pub error: Error,
+    pub thrown: Option<ObjectRef<false>>,
 }
 
 impl JsOutputListener {
     /// `value` must be a function.
     pub fn new(env: &Env, name: &'static str, value: Unknown) -> Result<Self> {
         // SAFETY: the caller checked that the value is a function.
-        let function: Function<Text, Ignored> =
+        let user: Function<Unknown, Unknown> =
             unsafe { Function::from_napi_value(env.raw(), value.raw()) }?;
-        let callback = function
-            .build_threadsafe_function()
+        let user = user.create_ref()?;
+        let failure = Arc::new(Failure::default());
+        let seen = Arc::clone(&failure);
+        let dispatcher = env.create_function_from_closure::<Object, (), _>(name, move |ctx| {
+            let pieces: Object = ctx.get(0)?;
+            let user = user.borrow_back(ctx.env)?;
+            for i in 0..pieces.get_array_length()? {
+                if seen.failed.load(Ordering::Acquire) {
+                    break;
+                }
+                let piece: Unknown = pieces.get_element(i)?;
+                if let Err(thrown) = call_catching(ctx.env, &user, piece) {
+                    seen.failed.store(true, Ordering::Release);
+                    *seen.thrown.lock().unwrap_or_else(|p| p.into_inner()) = hold(ctx.env, thrown);
+                }
+            }
+            Ok(())
+        })?;
+        let dispatch = dispatcher
+            .build_threadsafe_function::<Pieces>()
             .callee_handled::<false>()
-            .build()?;
-        Ok(JsOutputListener { name, callback })
+            .build_callback(|ctx| Ok(ctx.value))?;
+        Ok(JsOutputListener {
+            name,
+            dispatch,
+            failure,
+        })
     }
+}
+
+/// Calls `function(arg)`; `Err` is exactly what it threw (napi-rs's own `call`
+/// would turn a thrown non-Error into a new Error).
+fn call_catching<'env>(
+    env: &'env Env,
+    function: &Function<Unknown, Unknown>,
+    arg: Unknown,
+) -> std::result::Result<(), Unknown<'env>> {
+    let mut this = std::ptr::null_mut();
+    let mut returned = std::ptr::null_mut();
+    // SAFETY: plain Node-API calls with valid handles of the current env.
+    let status = unsafe {
+        sys::napi_get_undefined(env.raw(), &mut this);
+        sys::napi_call_function(
+            env.raw(),
+            this,
+            function.raw(),
+            1,
+            &arg.raw(),
+            &mut returned,
+        )
+    };
+    if status == sys::Status::napi_ok {
+        return Ok(());
+    }
+    let mut exception = std::ptr::null_mut();
+    // SAFETY: takes (and clears) the pending exception, if any.
+    unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut exception) };
+    if exception.is_null() {
+        // SAFETY: `undefined` stands for "failed without an exception".
+        unsafe { sys::napi_get_undefined(env.raw(), &mut exception) };
+    }
+    // SAFETY: a valid value handle of this env.
+    Err(unsafe { Unknown::from_raw_unchecked(env.raw(), exception) })
+}
+
+/// Keeps `thrown` alive across threads inside a referenced holder `{ value }`
+/// (Node-API before version 10 cannot reference a primitive directly).
+fn hold(env: &Env, thrown: Unknown) -> Option<ObjectRef<false>> {
+    let mut holder = Object::new(env).ok()?;
+    holder.set_named_property("value", thrown).ok()?;
+    holder.create_ref().ok()
 }
 
 impl OutputListener for JsOutputListener {
     type Error = CallbackError;
+    type Delivery = Pin<Box<dyn Future<Output = std::result::Result<(), CallbackError>> + Send>>;
 
-    /// Resolves once the callback has run on the JS thread, so deliveries stay in
-    /// order, all of them happen before the job settles, and a slow callback
-    /// slows the reader rather than queueing text without bound.
-    async fn deliver(&self, text: String) -> std::result::Result<(), CallbackError> {
+    /// Queues `text` for the JS thread at once; resolves when the dispatcher ran.
+    fn deliver(&self, text: String) -> Self::Delivery {
         let (done, finished) = tokio::sync::oneshot::channel();
-        let status = self.callback.call_with_return_value(
-            Text::chunk(text.into_bytes()),
+        let status = self.dispatch.call_with_return_value(
+            Pieces(text),
             ThreadsafeFunctionCallMode::NonBlocking,
-            move |returned: Result<Ignored>, _env| {
-                let _ = done.send(returned.map(|_| ()));
+            move |_: Result<()>, _env| {
+                let _ = done.send(());
                 Ok(())
             },
         );
-        if status != Status::Ok {
-            // The environment is shutting down: there is nobody left to tell.
-            return Ok(());
-        }
-        let returned = finished.await.unwrap_or(Ok(()));
-        returned.map_err(|error| CallbackError {
-            callback: self.name,
-            error,
+        let failure = Arc::clone(&self.failure);
+        let name = self.name;
+        Box::pin(async move {
+            // A closing environment never runs the call: there is nobody left to tell.
+            if status == Status::Ok {
+                let _ = finished.await;
+            }
+            if failure.failed.load(Ordering::Acquire) {
+                let thrown = failure
+                    .thrown
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                return Err(CallbackError {
+                    callback: name,
+                    thrown,
+                });
+            }
+            Ok(())
         })
     }
 }

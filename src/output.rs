@@ -11,7 +11,7 @@ use napi::bindgen_prelude::*;
 
 use crate::abort::AbortFuture;
 use crate::js_error::{self, ErrorClass};
-use crate::js_text::Text;
+use crate::js_text::OutputText;
 use crate::listener::{CallbackError, JsOutputListener};
 
 pub type SettleFuture = Pin<Box<dyn Future<Output = Result<Settled>> + Send>>;
@@ -108,17 +108,29 @@ impl Settled {
                         js_error::create(env, ErrorClass::Error, "ETIMEDOUT", &message)?
                     }
                     Ending::Aborted => abort_error_object(env, abort_reason)?,
-                    Ending::ListenerFailed(CallbackError { callback, error }) => {
-                        let thrown = JsError::from(error).into_unknown(*env);
-                        let message =
-                            format!("{callback} callback threw: {}", describe_thrown(thrown));
+                    Ending::ListenerFailed(CallbackError { callback, thrown }) => {
+                        let holder = thrown.and_then(|h| {
+                            let value = h.get_value(env).ok();
+                            let _ = h.unref(env);
+                            value
+                        });
+                        let thrown = match holder {
+                            Some(holder) => Some(holder.get_named_property::<Unknown>("value")?),
+                            None => None,
+                        };
+                        let message = format!(
+                            "{callback} callback threw: {}",
+                            thrown.map(describe_thrown).unwrap_or_default()
+                        );
                         let mut object = js_error::create(
                             env,
                             ErrorClass::Error,
                             "ERR_CALLBACK_FAILED",
                             &message,
                         )?;
-                        object.set_named_property("cause", thrown)?;
+                        if let Some(thrown) = thrown {
+                            object.set_named_property("cause", thrown)?;
+                        }
                         object
                     }
                 };
@@ -155,8 +167,8 @@ impl OutcomeFields {
         target.set_named_property("signal", self.signal)?;
         target.set_named_property("stdoutDroppedBytes", stdout.dropped as f64)?;
         target.set_named_property("stderrDroppedBytes", stderr.dropped as f64)?;
-        target.set_named_property("stdout", Text::result(stdout.bytes))?;
-        target.set_named_property("stderr", Text::result(stderr.bytes))?;
+        target.set_named_property("stdout", OutputText(stdout.bytes))?;
+        target.set_named_property("stderr", OutputText(stderr.bytes))?;
         target.set_named_property("durationMs", self.duration.as_secs_f64() * 1000.0)?;
         target.set_named_property("pid", self.pid)?;
         target.set_named_property("timedOut", self.timed_out)?;

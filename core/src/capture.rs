@@ -1,8 +1,11 @@
 //! Reading one output stream: keep a bounded tail, feed a listener, stop on a drain bound.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
@@ -13,16 +16,27 @@ use crate::decode::Utf8StreamDecoder;
 /// Pipe capacity asked for (Linux's default is 64 KiB; 1 MiB is the unprivileged
 /// maximum by default): fewer, larger reads and deliveries for chatty jobs.
 const PIPE_SIZE: i32 = 1024 * 1024;
-/// Spare room ensured before each read: a full pipe is read at once.
+/// Most bytes taken per read without a listener: a full pipe.
 const READ_CHUNK: usize = PIPE_SIZE as usize;
+/// Most bytes taken per read with a listener, hence per delivery: large enough for
+/// throughput, small enough that a few streams' deliveries do not hold the event
+/// loop for long in one turn.
+const DELIVERY_CHUNK: usize = 256 * 1024;
+/// Deliveries queued and not yet consumed, per stream.
+const MAX_IN_FLIGHT: usize = 2;
 
-/// Receives a stream's text as it arrives. Each delivery is awaited before the next
-/// read, so a slow listener slows the child (through the pipe) instead of growing
-/// memory, and deliveries keep their order.
+/// Receives a stream's text as it arrives.
+///
+/// `deliver` queues the text at once (deliveries keep their order) and returns a
+/// future that resolves when the listener has consumed it. At most
+/// `MAX_IN_FLIGHT` deliveries are outstanding: beyond that the reader waits, so a
+/// slow listener slows the child (through the pipe) instead of growing memory,
+/// while a fast one never leaves the pipe idle for a round trip.
 pub trait OutputListener: Send + Sync + 'static {
     /// Why the listener failed; fails the job.
     type Error: Send + 'static;
-    fn deliver(&self, text: String) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    type Delivery: Future<Output = Result<(), Self::Error>> + Send + 'static;
+    fn deliver(&self, text: String) -> Self::Delivery;
 }
 
 /// What was kept of a stream: its last `max_buffer` bytes at most, starting on a
@@ -106,6 +120,14 @@ pub async fn capture<L: OutputListener>(
 ) -> CapturedOutput {
     let mut tail = TailBuffer::new(max_buffer);
     let mut decoder = Utf8StreamDecoder::new();
+    let mut deliveries = Deliveries::<L> {
+        queue: VecDeque::new(),
+    };
+    let read_limit = if listener.is_some() {
+        DELIVERY_CHUNK
+    } else {
+        READ_CHUNK
+    };
     // Best effort: a smaller pipe only means more reads.
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
@@ -117,7 +139,13 @@ pub async fn capture<L: OutputListener>(
         let deadline = *drain.borrow_and_update();
         let read = tokio::select! {
             biased;
-            read = read_some(&receiver, &mut tail.buf) => read,
+            // A consumed delivery may carry the listener's failure: act on it now,
+            // not when the stream ends.
+            result = deliveries.next_done(), if !deliveries.queue.is_empty() => {
+                settle(result, &mut listener, &failures);
+                continue;
+            }
+            read = read_some(&receiver, &mut tail.buf, read_limit) => read,
             _ = sleep_until_opt(deadline) => break,
             changed = drain.changed(), if deadline.is_none() => {
                 if changed.is_err() { break } else { continue }
@@ -126,40 +154,114 @@ pub async fn capture<L: OutputListener>(
         let Ok(Some(new)) = read else { break };
         if listener.is_some() {
             let text = decoder.decode(&tail.buf[tail.buf.len() - new..]);
-            deliver(&mut listener, text, &failures).await;
+            deliveries.queue(&mut listener, text, &failures).await;
         }
         tail.trim_excess();
     }
     if listener.is_some() {
         let text = decoder.finish();
-        deliver(&mut listener, text, &failures).await;
+        deliveries.queue(&mut listener, text, &failures).await;
     }
+    // Every delivery is consumed before the job reports: callbacks never run late.
+    deliveries.drain(&mut listener, &failures).await;
     tail.finish()
 }
 
-/// Hands `text` to the listener; on failure reports it and drops the listener.
-async fn deliver<L: OutputListener>(
-    listener: &mut Option<L>,
-    text: String,
-    failures: &mpsc::Sender<L::Error>,
-) {
-    if let Some(l) = listener
-        && !text.is_empty()
-        && let Err(err) = l.deliver(text).await
-    {
-        let _ = failures.try_send(err);
-        *listener = None;
+/// A stream's outstanding deliveries, oldest first.
+struct Deliveries<L: OutputListener> {
+    queue: VecDeque<Pin<Box<L::Delivery>>>,
+}
+
+impl<L: OutputListener> Deliveries<L> {
+    /// Hands `text` to the listener, then waits while too many are outstanding.
+    async fn queue(
+        &mut self,
+        listener: &mut Option<L>,
+        text: String,
+        failures: &mpsc::Sender<L::Error>,
+    ) {
+        if let Some(l) = listener
+            && !text.is_empty()
+        {
+            self.queue.push_back(Box::pin(l.deliver(text)));
+        }
+        self.collect_ready(listener, failures);
+        while self.queue.len() >= MAX_IN_FLIGHT {
+            let result = self.next_done().await;
+            settle(result, listener, failures);
+        }
+    }
+
+    /// Waits for the oldest delivery to be consumed (cancel-safe: it stays queued
+    /// until it is done). The queue must not be empty.
+    async fn next_done(&mut self) -> Result<(), L::Error> {
+        let front = self.queue.front_mut().expect("a queued delivery");
+        let result = std::future::poll_fn(|cx| front.as_mut().poll(cx)).await;
+        self.queue.pop_front();
+        result
+    }
+
+    /// Takes the consumed deliveries off the front, without waiting.
+    fn collect_ready(&mut self, listener: &mut Option<L>, failures: &mpsc::Sender<L::Error>) {
+        let mut context = Context::from_waker(Waker::noop());
+        while let Some(front) = self.queue.front_mut() {
+            let Poll::Ready(result) = front.as_mut().poll(&mut context) else {
+                break;
+            };
+            self.queue.pop_front();
+            settle(result, listener, failures);
+        }
+    }
+
+    async fn drain(&mut self, listener: &mut Option<L>, failures: &mpsc::Sender<L::Error>) {
+        while !self.queue.is_empty() {
+            let result = self.next_done().await;
+            settle(result, listener, failures);
+        }
     }
 }
 
-/// Appends what the pipe has to `buf`: `Some(n)` bytes, or `None` at EOF.
-async fn read_some(receiver: &pipe::Receiver, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+/// On a listener's first failure: report it and stop delivering.
+fn settle<L: OutputListener>(
+    result: Result<(), L::Error>,
+    listener: &mut Option<L>,
+    failures: &mpsc::Sender<L::Error>,
+) {
+    if let Err(err) = result
+        && listener.take().is_some()
+    {
+        let _ = failures.try_send(err);
+    }
+}
+
+/// Appends what the pipe has, at most `limit` bytes, to `buf`: `Some(n)` bytes,
+/// or `None` at EOF.
+async fn read_some(
+    receiver: &pipe::Receiver,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Option<usize>> {
     loop {
         receiver.readable().await?;
-        buf.reserve(READ_CHUNK);
-        match receiver.try_read_buf(buf) {
+        buf.reserve(limit);
+        let spare = &mut buf.spare_capacity_mut()[..limit];
+        let read = receiver.try_io(|| {
+            // SAFETY: reads at most `spare.len()` bytes into memory we own.
+            let n =
+                unsafe { libc::read(receiver.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match read {
             Ok(0) => return Ok(None),
-            Ok(n) => return Ok(Some(n)),
+            Ok(n) => {
+                // SAFETY: the kernel initialized these `n` bytes.
+                unsafe { buf.set_len(buf.len() + n) };
+                return Ok(Some(n));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),

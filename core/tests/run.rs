@@ -15,14 +15,15 @@ struct Collect {
 
 impl OutputListener for Collect {
     type Error = String;
-    async fn deliver(&self, text: String) -> Result<(), String> {
+    type Delivery = std::future::Ready<Result<(), String>>;
+    fn deliver(&self, text: String) -> Self::Delivery {
         let mut seen = self.seen.lock().unwrap();
         seen.push(text);
-        if Some(seen.len()) == self.fail_on {
+        std::future::ready(if Some(seen.len()) == self.fail_on {
             Err("listener gave up".into())
         } else {
             Ok(())
-        }
+        })
     }
 }
 
