@@ -191,3 +191,39 @@ async fn resource_usage_comes_from_the_kernel() {
     assert!(report.usage.max_rss_kb >= 64 * 1024, "{:?}", report.usage);
     assert!(report.usage.max_rss_kb < 256 * 1024, "{:?}", report.usage);
 }
+
+/// Consumes each delivery after a delay, as a busy JS thread would.
+#[derive(Clone, Default)]
+struct Slow {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl OutputListener for Slow {
+    type Error = String;
+    type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+    fn deliver(&self, text: String) -> Self::Delivery {
+        let seen = Arc::clone(&self.seen);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            seen.lock().unwrap().push(text);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_listener_gets_everything_in_order_before_the_report() {
+    let slow = Slow::default();
+    let listeners = Listeners {
+        stdout: Some(slow.clone()),
+        stderr: None,
+    };
+    let script = "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done";
+    let report = run(sh(script), 1, listeners, std::future::pending())
+        .await
+        .unwrap();
+    let seen = slow.seen.lock().unwrap().concat();
+    let expected: String = (0..3000).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(report.stdout.into_text(), expected);
+}
