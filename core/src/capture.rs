@@ -22,6 +22,8 @@ const READ_CHUNK: usize = PIPE_SIZE as usize;
 /// throughput, small enough that a few streams' deliveries do not hold the event
 /// loop for long in one turn.
 const DELIVERY_CHUNK: usize = 256 * 1024;
+/// Most bytes still taken from a pipe after the drain deadline.
+const LAST_PASS_MAX: usize = 4 * READ_CHUNK;
 /// Deliveries queued and not yet consumed, per stream.
 const MAX_IN_FLIGHT: usize = 2;
 
@@ -135,23 +137,41 @@ pub async fn capture<L: OutputListener>(
         Ok(receiver) => receiver,
         Err(_) => return tail.finish(),
     };
+    // Set once the drain deadline has passed: what may still be taken, without waiting.
+    let mut last_pass: Option<usize> = None;
     loop {
-        let deadline = *drain.borrow_and_update();
-        let read = tokio::select! {
-            biased;
-            // A consumed delivery may carry the listener's failure: act on it now,
-            // not when the stream ends.
-            result = deliveries.next_done(), if !deliveries.queue.is_empty() => {
-                settle(result, &mut listener, &failures);
-                continue;
-            }
-            read = read_some(&receiver, &mut tail.buf, read_limit) => read,
-            _ = sleep_until_opt(deadline) => break,
-            changed = drain.changed(), if deadline.is_none() => {
-                if changed.is_err() { break } else { continue }
+        let read = match last_pass {
+            // Bytes already in the pipe are taken even if this task was not scheduled
+            // before the deadline (a loaded machine); a process that escaped the group
+            // and keeps writing is cut off after a bounded amount.
+            Some(0) => break,
+            Some(left) => read_now(&receiver, &mut tail.buf, read_limit.min(left)),
+            None => {
+                let deadline = *drain.borrow_and_update();
+                tokio::select! {
+                    biased;
+                    // A consumed delivery may carry the listener's failure: act on it
+                    // now, not when the stream ends.
+                    result = deliveries.next_done(), if !deliveries.queue.is_empty() => {
+                        settle(result, &mut listener, &failures);
+                        continue;
+                    }
+                    read = read_some(&receiver, &mut tail.buf, read_limit) => read,
+                    _ = sleep_until_opt(deadline) => {
+                        last_pass = Some(LAST_PASS_MAX);
+                        continue;
+                    }
+                    changed = drain.changed(), if deadline.is_none() => {
+                        if changed.is_err() { break } else { continue }
+                    }
+                }
             }
         };
+        // EOF, an error, or (in the last pass) an empty pipe.
         let Ok(Some(new)) = read else { break };
+        if let Some(left) = &mut last_pass {
+            *left = left.saturating_sub(new);
+        }
         if listener.is_some() {
             let text = decoder.decode(&tail.buf[tail.buf.len() - new..]);
             deliveries.queue(&mut listener, text, &failures).await;
@@ -243,30 +263,44 @@ async fn read_some(
 ) -> io::Result<Option<usize>> {
     loop {
         receiver.readable().await?;
-        buf.reserve(limit);
-        let spare = &mut buf.spare_capacity_mut()[..limit];
-        let read = receiver.try_io(|| {
-            // SAFETY: reads at most `spare.len()` bytes into memory we own.
-            let n =
-                unsafe { libc::read(receiver.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        });
-        match read {
+        match receiver.try_io(|| read_into(receiver.as_raw_fd(), buf, limit)) {
             Ok(0) => return Ok(None),
-            Ok(n) => {
-                // SAFETY: the kernel initialized these `n` bytes.
-                unsafe { buf.set_len(buf.len() + n) };
-                return Ok(Some(n));
-            }
+            Ok(n) => return Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Like `read_some`, without waiting for readiness: `Err(WouldBlock)` when empty.
+fn read_now(
+    receiver: &pipe::Receiver,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Option<usize>> {
+    loop {
+        match read_into(receiver.as_raw_fd(), buf, limit) {
+            Ok(0) => return Ok(None),
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One `read(2)` of at most `limit` bytes appended to `buf`.
+fn read_into(fd: i32, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+    buf.reserve(limit);
+    let spare = &mut buf.spare_capacity_mut()[..limit];
+    // SAFETY: reads at most `spare.len()` bytes into memory `buf` owns.
+    let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel initialized these `n` bytes.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -279,6 +313,43 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
+
+    struct NoListener;
+    impl OutputListener for NoListener {
+        type Error = ();
+        type Delivery = std::future::Ready<Result<(), ()>>;
+        fn deliver(&self, _: String) -> Self::Delivery {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    /// A pipe holding `data`, its write end closed.
+    fn filled_pipe(data: &[u8]) -> OwnedFd {
+        let mut fds = [0; 2];
+        // SAFETY: plain syscalls on descriptors we own.
+        unsafe {
+            assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            assert_eq!(
+                libc::write(fds[1], data.as_ptr().cast(), data.len()),
+                data.len() as isize
+            );
+            libc::close(fds[1]);
+            OwnedFd::from_raw_fd(fds[0])
+        }
+    }
+
+    #[tokio::test]
+    async fn output_waiting_in_the_pipe_is_kept_even_past_the_drain_deadline() {
+        // The deadline passed before the reader ever ran (a loaded machine): what the
+        // pipe already holds must still be read.
+        let past = Instant::now() - std::time::Duration::from_millis(50);
+        let (_tx, drain) = watch::channel(Some(past));
+        let (failures, _) = mpsc::channel(1);
+        let out =
+            capture::<NoListener>(filled_pipe(b"job-167\n"), 1024, None, drain, failures).await;
+        assert_eq!(out.bytes, b"job-167\n");
+    }
 
     #[test]
     fn tail_buffer_keeps_the_last_bytes_on_a_char_boundary() {
