@@ -175,11 +175,7 @@ impl<'env> Fields<'env> {
     }
 
     fn string(&self, name: &str) -> std::result::Result<Option<String>, InputError> {
-        match self.get(name)? {
-            None => Ok(None),
-            Some((value, ValueType::String)) => Ok(Some(to_string(self.env, value)?)),
-            Some((_, other)) => Err(expected(&self.path(name), "a string", other)),
-        }
+        self.typed(name, ValueType::String, "a string")
     }
 
     fn string_array(&self, name: &str) -> std::result::Result<Vec<String>, InputError> {
@@ -246,30 +242,29 @@ impl<'env> Fields<'env> {
     }
 
     fn number(&self, name: &str) -> std::result::Result<Option<f64>, InputError> {
-        match self.get(name)? {
-            None => Ok(None),
-            Some((value, ValueType::Number)) => {
-                // SAFETY: the value was checked to be a number.
-                Ok(Some(
-                    unsafe { f64::from_napi_value(self.env.raw(), value.raw()) }
-                        .map_err(|e| thrown(self.env, e))?,
-                ))
-            }
-            Some((_, other)) => Err(expected(&self.path(name), "a number", other)),
-        }
+        self.typed(name, ValueType::Number, "a number")
     }
 
     fn boolean(&self, name: &str) -> std::result::Result<Option<bool>, InputError> {
+        self.typed(name, ValueType::Boolean, "a boolean")
+    }
+
+    /// The property as a `T` when its JS type is `kind`; `None` when absent.
+    fn typed<T: FromNapiValue>(
+        &self,
+        name: &str,
+        kind: ValueType,
+        what: &str,
+    ) -> std::result::Result<Option<T>, InputError> {
         match self.get(name)? {
             None => Ok(None),
-            Some((value, ValueType::Boolean)) => {
-                // SAFETY: the value was checked to be a boolean.
-                Ok(Some(
-                    unsafe { bool::from_napi_value(self.env.raw(), value.raw()) }
-                        .map_err(|e| thrown(self.env, e))?,
-                ))
+            Some((value, found)) if found == kind => {
+                // SAFETY: the value was checked to be of the JS type `T` converts from.
+                unsafe { T::from_napi_value(self.env.raw(), value.raw()) }
+                    .map(Some)
+                    .map_err(|e| thrown(self.env, e))
             }
-            Some((_, other)) => Err(expected(&self.path(name), "a boolean", other)),
+            Some((_, other)) => Err(expected(&self.path(name), what, other)),
         }
     }
 
