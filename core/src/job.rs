@@ -67,7 +67,8 @@ impl<L> Default for Listeners<L> {
 /// Order of events: spawn; wait for the leader to exit, the timeout, the abort, or
 /// a listener failure; terminate the group unless the leader exited by itself;
 /// reap the leader; terminate what it left in its group (`kill_leftovers`); drain
-/// the pipes until EOF or `drain_bound`; report. `spec` is assumed validated.
+/// the pipes until EOF or `drain_bound` (then take what they still hold, bounded);
+/// report. `spec` is assumed validated.
 pub async fn run<L, A>(
     spec: JobSpec,
     owner: Owner,

@@ -19,10 +19,12 @@
 //!   leader exits with members still running (container-like: nothing is left behind).
 //! * **Output** ([`capture`]) is read as it arrives, kept up to a byte limit per stream
 //!   (the most recent bytes win; what was dropped is counted), decoded as UTF-8 across
-//!   read boundaries ([`decode`]) and handed to an optional [`OutputListener`], whose
-//!   completion is awaited before the next delivery (backpressure, ordering).
+//!   read boundaries ([`decode`]) and handed to an optional [`OutputListener`] in
+//!   order, with at most two deliveries outstanding per stream (backpressure).
 //!   After the group is gone the pipes are drained until EOF or a short bound, so a
-//!   process outside the group that inherited a pipe cannot hold the job open.
+//!   process outside the group that inherited a pipe cannot hold the job open; what
+//!   the pipes hold at the bound is still taken (up to a few MiB), so a reader that
+//!   was slow to be scheduled loses nothing.
 //! * **Registry** ([`registry`]) lists the groups of live jobs so that the host can
 //!   kill them all when it exits, and keeps a [`watchdog`] process informed, which
 //!   kills them when the host dies without running any code (SIGKILL).
