@@ -81,11 +81,9 @@ impl ToNapiValue for OutputText {
             // SAFETY: the boxed buffer stays put until V8 calls `free_buffer`.
             return unsafe { external_latin1(env, create, bytes) };
         }
-        match std::str::from_utf8(&bytes) {
-            // SAFETY: a valid env and string.
-            Ok(text) => unsafe { copy_str(env, text) },
-            Err(_) => unsafe { copy_str(env, &String::from_utf8_lossy(&bytes)) },
-        }
+        // Borrowed (no copy) when valid; U+FFFD replacements otherwise.
+        // SAFETY: a valid env and string.
+        unsafe { copy_str(env, &String::from_utf8_lossy(&bytes)) }
     }
 }
 

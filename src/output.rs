@@ -78,6 +78,7 @@ impl Settled {
                 command,
                 timeout,
             } => {
+                let signal = report.signal_name();
                 let JobReport {
                     pid,
                     status,
@@ -89,9 +90,7 @@ impl Settled {
                 } = report;
                 let fields = OutcomeFields {
                     exit_code: status.exit_code(),
-                    signal: status
-                        .signal
-                        .and_then(local_worker_core::errno::signal_name),
+                    signal,
                     pid,
                     duration,
                     usage,
