@@ -40,18 +40,20 @@ pub fn into_rejection(error: Object) -> Error {
 /// Takes the exception a failed Node-API call left pending, so that it can reject
 /// a Promise instead of being thrown synchronously.
 pub fn take_pending_exception(env: &Env) -> Option<Error> {
+    take_thrown_value(env).map(Error::from)
+}
+
+/// Takes (and clears) the pending exception exactly as thrown, primitives included.
+pub fn take_thrown_value(env: &Env) -> Option<Unknown<'_>> {
     let mut pending = false;
+    let mut exception = ptr::null_mut();
     // SAFETY: plain Node-API calls on the current env.
     unsafe {
         sys::napi_is_exception_pending(env.raw(), &mut pending);
         if !pending {
             return None;
         }
-        let mut exception = ptr::null_mut();
         sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
-        Some(Error::from(Unknown::from_raw_unchecked(
-            env.raw(),
-            exception,
-        )))
+        Some(Unknown::from_raw_unchecked(env.raw(), exception))
     }
 }

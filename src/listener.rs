@@ -18,6 +18,7 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
+use crate::js_error::take_thrown_value;
 use crate::js_text::copy_str;
 
 /// Largest string handed to a callback (V8's large-object threshold is 128 KiB).
@@ -91,7 +92,8 @@ impl JsOutputListener {
                 let piece: Unknown = pieces.get_element(i)?;
                 if let Err(thrown) = call_catching(ctx.env, &user, piece) {
                     seen.failed.store(true, Ordering::Release);
-                    *seen.thrown.lock().unwrap_or_else(|p| p.into_inner()) = hold(ctx.env, thrown);
+                    *seen.thrown.lock().unwrap_or_else(|p| p.into_inner()) =
+                        thrown.and_then(|thrown| hold(ctx.env, thrown));
                 }
             }
             Ok(())
@@ -108,13 +110,13 @@ impl JsOutputListener {
     }
 }
 
-/// Calls `function(arg)`; `Err` is exactly what it threw (napi-rs's own `call`
+/// Calls `function(arg)`; `Err` holds exactly what it threw (napi-rs's own `call`
 /// would turn a thrown non-Error into a new Error).
 fn call_catching<'env>(
     env: &'env Env,
     function: &Function<Unknown, Unknown>,
     arg: Unknown,
-) -> std::result::Result<(), Unknown<'env>> {
+) -> std::result::Result<(), Option<Unknown<'env>>> {
     let mut this = std::ptr::null_mut();
     let mut returned = std::ptr::null_mut();
     // SAFETY: plain Node-API calls with valid handles of the current env.
@@ -132,15 +134,8 @@ fn call_catching<'env>(
     if status == sys::Status::napi_ok {
         return Ok(());
     }
-    let mut exception = std::ptr::null_mut();
-    // SAFETY: takes (and clears) the pending exception, if any.
-    unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut exception) };
-    if exception.is_null() {
-        // SAFETY: `undefined` stands for "failed without an exception".
-        unsafe { sys::napi_get_undefined(env.raw(), &mut exception) };
-    }
-    // SAFETY: a valid value handle of this env.
-    Err(unsafe { Unknown::from_raw_unchecked(env.raw(), exception) })
+    // `None`: failed without an exception (the environment is going away).
+    Err(take_thrown_value(env))
 }
 
 /// Keeps `thrown` alive across threads inside a referenced holder `{ value }`
