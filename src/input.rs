@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use local_worker_core::job::Listeners;
-use local_worker_core::spec::{
-    DEFAULT_DRAIN_BOUND, DEFAULT_KILL_GRACE, DEFAULT_MAX_BUFFER, MAX_BUFFER_LIMIT,
-};
+use local_worker_core::spec::MAX_BUFFER_LIMIT;
 use local_worker_core::{JobSpec, SpecError, SpecErrorKind};
 use napi::bindgen_prelude::*;
 
@@ -66,11 +64,13 @@ pub struct AdapterDefaults {
 
 impl AdapterDefaults {
     pub fn parse(env: &Env, options: Unknown) -> std::result::Result<Self, InputError> {
+        // The core's defaults, as a fresh spec carries them.
+        let spec = JobSpec::new(String::new());
         let builtin = AdapterDefaults {
-            kill_grace: DEFAULT_KILL_GRACE,
-            drain_bound: DEFAULT_DRAIN_BOUND,
-            max_buffer: DEFAULT_MAX_BUFFER,
-            kill_leftovers: true,
+            kill_grace: spec.kill_grace,
+            drain_bound: spec.drain_bound,
+            max_buffer: spec.max_buffer,
+            kill_leftovers: spec.kill_leftovers,
         };
         match Fields::of(env, options, "options", true)? {
             None => Ok(builtin),
