@@ -19,6 +19,7 @@ use napi::JsGlobal;
 use napi::bindgen_prelude::*;
 use tokio::sync::oneshot;
 
+use crate::events;
 use crate::input::{InputError, thrown};
 
 pub enum Subscription {
@@ -122,10 +123,7 @@ pub fn subscribe(
 /// The fan-out of `signal`, adding our listener to it if it has none yet.
 fn fanout_of(env: &Env, signal: Object) -> Result<FanoutId> {
     let by_signal = weak_map(env)?;
-    let get: Function<Object, Unknown> = by_signal.get_named_property("get")?;
-    let entry = get.apply(by_signal, signal)?;
-    if entry.get_type()? == ValueType::Object {
-        let entry = Object::from_raw(env.raw(), entry.raw());
+    if let Some(entry) = entry_of(env, by_signal, signal)? {
         return Ok(entry.get_named_property::<f64>("id")? as FanoutId);
     }
     let id = next_id();
@@ -136,9 +134,7 @@ fn fanout_of(env: &Env, signal: Object) -> Result<FanoutId> {
         }
         Ok(())
     })?;
-    let add: Function<FnArgs<(&str, Unknown)>, Unknown> =
-        signal.get_named_property("addEventListener")?;
-    add.apply(signal, FnArgs::from(("abort", listener.to_unknown())))?;
+    events::call(signal, "addEventListener", "abort", listener.to_unknown())?;
     let mut entry = Object::new(env)?;
     entry.set_named_property("listener", listener)?;
     entry.set_named_property("id", id as f64)?;
@@ -146,6 +142,17 @@ fn fanout_of(env: &Env, signal: Object) -> Result<FanoutId> {
     set.apply(by_signal, FnArgs::from((signal, entry)))?;
     FANOUTS.with(|f| f.borrow_mut().waiting.insert(id, HashMap::new()));
     Ok(id)
+}
+
+/// `by_signal.get(signal)`: our `{ listener, id }` entry, if the signal has one.
+fn entry_of<'env>(
+    env: &'env Env,
+    by_signal: Object,
+    signal: Object,
+) -> Result<Option<Object<'env>>> {
+    let get: Function<Object, Unknown> = by_signal.get_named_property("get")?;
+    let entry = get.apply(by_signal, signal)?;
+    Ok((entry.get_type()? == ValueType::Object).then(|| Object::from_raw(env.raw(), entry.raw())))
 }
 
 /// This environment's `WeakMap` from signals to our listener entries.
@@ -196,16 +203,11 @@ impl AbortBinding {
 
 fn remove_listener(env: &Env, signal: Object) -> Result<()> {
     let by_signal = weak_map(env)?;
-    let get: Function<Object, Unknown> = by_signal.get_named_property("get")?;
-    let entry = get.apply(by_signal, signal)?;
-    if entry.get_type()? != ValueType::Object {
+    let Some(entry) = entry_of(env, by_signal, signal)? else {
         return Ok(());
-    }
-    let listener: Unknown =
-        Object::from_raw(env.raw(), entry.raw()).get_named_property("listener")?;
-    let remove: Function<FnArgs<(&str, Unknown)>, Unknown> =
-        signal.get_named_property("removeEventListener")?;
-    remove.apply(signal, FnArgs::from(("abort", listener)))?;
+    };
+    let listener: Unknown = entry.get_named_property("listener")?;
+    events::call(signal, "removeEventListener", "abort", listener)?;
     let delete: Function<Object, Unknown> = by_signal.get_named_property("delete")?;
     delete.apply(by_signal, signal)?;
     Ok(())

@@ -8,6 +8,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 mod abort;
+mod events;
 mod input;
 mod js_error;
 mod js_text;

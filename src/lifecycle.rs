@@ -17,6 +17,8 @@ use local_worker_core::registry::{self, Owner};
 use napi::JsGlobal;
 use napi::bindgen_prelude::*;
 
+use crate::events;
+
 const FORWARDED_SIGNALS: [&str; 3] = ["SIGTERM", "SIGINT", "SIGHUP"];
 
 thread_local! {
@@ -130,9 +132,5 @@ fn process(env: &Env) -> Result<Object<'_>> {
 
 /// `process[method](event, listener)`.
 fn call_process_method(env: &Env, method: &str, event: &str, listener: Unknown) -> Result<()> {
-    let process = process(env)?;
-    let function: Function<FnArgs<(&str, Unknown)>, Unknown> =
-        process.get_named_property(method)?;
-    function.apply(process, FnArgs::from((event, listener)))?;
-    Ok(())
+    events::call(process(env)?, method, event, listener)
 }
