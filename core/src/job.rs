@@ -84,8 +84,9 @@ where
     let pgid = spawned.pid;
     let registration = registry::register(pgid, owner);
     let leader = Leader::new(pgid).map_err(|e| {
-        // SAFETY: our unreaped child pins the pgid; kill it and reap it before giving up.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        // Our unreaped child pins the pgid: kill it and reap it before giving up.
+        let _ = group::signal(pgid, libc::SIGKILL);
+        // SAFETY: plain syscall on our own child.
         let _ = unsafe { libc::waitpid(pgid, std::ptr::null_mut(), 0) };
         let errno = e.raw_os_error().unwrap_or(libc::EIO);
         SpawnError {

@@ -107,8 +107,8 @@ impl Leader {
 impl Drop for Leader {
     fn drop(&mut self) {
         if !self.reaped {
-            // SAFETY: the pid (= pgid) is pinned by our unreaped child.
-            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+            // The pid (= pgid) is pinned by our unreaped child.
+            let _ = crate::group::signal(self.pid, libc::SIGKILL);
             let _ = wait4(self.pid);
         }
     }
