@@ -88,6 +88,13 @@ export interface LocalWorkerAdapter extends WorkerAdapter {}
 
 
 /**
+ * Which implementation runs the jobs in this process: `'native'` (the Rust addon of this
+ * platform's package) or `'js'` (the child_process fallback, used where no binary is installed
+ * or when `LOCAL_WORKER_IMPLEMENTATION=js`; it reports no `resourceUsage`).
+ */
+export declare const implementation: 'native' | 'js'
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`

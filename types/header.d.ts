@@ -86,3 +86,10 @@ export interface WorkerJobError extends Error, Partial<WorkerResult> {
 
 export interface LocalWorkerAdapter extends WorkerAdapter {}
 
+
+/**
+ * Which implementation runs the jobs in this process: `'native'` (the Rust addon of this
+ * platform's package) or `'js'` (the child_process fallback, used where no binary is installed
+ * or when `LOCAL_WORKER_IMPLEMENTATION=js`; it reports no `resourceUsage`).
+ */
+export declare const implementation: 'native' | 'js'

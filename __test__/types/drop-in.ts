@@ -7,6 +7,7 @@ import {
   type WorkerResult,
   type WorkerJobError,
   type ResourceUsage,
+  implementation,
 } from '../../index.js'
 
 // Our class is assignable to the infrastructure's WorkerAdapter...
@@ -47,4 +48,7 @@ function describe(error: unknown): string {
 // @ts-expect-error: exitCode must be a number
 const wrong: WorkerResult = { exitCode: null, stdout: '', stderr: '', durationMs: 0 }
 
-void asInfra, pending, useResult, cloud, infraFromOurs, describe, wrong
+// The implementation in use is one of two names.
+const which: 'native' | 'js' = implementation
+
+void which, asInfra, pending, useResult, cloud, infraFromOurs, describe, wrong
