@@ -3,7 +3,15 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
-export const { LocalWorkerAdapter } = require('../index.js')
+export const { LocalWorkerAdapter, implementation } = require('../index.js')
+
+/**
+ * The `skip` option of a test of a feature only the native implementation has: false under
+ * the native one, else `native only: <why>` (node:test prints it, so nothing is skipped silently).
+ */
+export function nativeOnly(why) {
+  return implementation === 'js' ? `native only: ${why}` : false
+}
 
 /** Live (non-zombie) processes whose command line contains `marker`. */
 export function processesWith(marker) {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, processesWith, sleep } from './helpers.mjs'
+import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, nativeOnly, processesWith, sleep } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 const fixture = fileURLToPath(new URL('./fixtures/exit-with-job.mjs', import.meta.url))
@@ -86,7 +86,7 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
   })
 }
 
-test('Node killed by SIGKILL: the watchdog kills the jobs', async (t) => {
+test('Node killed by SIGKILL: the watchdog kills the jobs', { skip: nativeOnly('the SIGKILL watchdog') }, async (t) => {
   const mark = marker('node-sigkill')
   t.after(() => killAll(mark))
   const outcome = await runFixture('wait', mark, (child) => child.kill('SIGKILL'))

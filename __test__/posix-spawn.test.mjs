@@ -8,10 +8,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { nativeOnly } from './helpers.mjs'
+
 const strace = spawnSync('strace', ['-V'])
 const root = fileURLToPath(new URL('..', import.meta.url))
+const skip = nativeOnly('posix_spawn (child_process spawns with fork on Linux)') || (strace.error ? 'strace is not installed' : false)
 
-test('jobs are spawned with CLONE_VM|CLONE_VFORK, not fork', { skip: strace.error ? 'strace is not installed' : false }, () => {
+test('jobs are spawned with CLONE_VM|CLONE_VFORK, not fork', { skip }, () => {
   const log = join(mkdtempSync(join(tmpdir(), 'lw-strace-')), 'trace')
   const script = `
     const { LocalWorkerAdapter } = require(${JSON.stringify(root)})
