@@ -37,9 +37,11 @@
 
 pub mod capture;
 pub mod decode;
+pub mod environment;
 pub mod errno;
 pub mod group;
 pub mod job;
+pub mod posix_spawn;
 pub mod reap;
 pub mod registry;
 pub mod resolve;
