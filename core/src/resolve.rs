@@ -47,7 +47,8 @@ pub fn resolve_program(
     Err(if denied { libc::EACCES } else { libc::ENOENT })
 }
 
-fn relative_to(path: &Path, cwd: Option<&Path>) -> PathBuf {
+/// `path` as this process sees it, when the child will see it from `cwd`.
+pub fn relative_to(path: &Path, cwd: Option<&Path>) -> PathBuf {
     match cwd {
         Some(cwd) if path.is_relative() => cwd.join(path),
         _ => path.to_path_buf(),
