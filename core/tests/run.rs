@@ -470,6 +470,33 @@ async fn cwd_is_honoured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_cwd_and_relative_path_entries_combine() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lw-rel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir({
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    });
+    std::fs::create_dir(dir.0.join("sub")).unwrap();
+    dir.file("sub/prog", "#!/bin/sh\necho relative-ok\n", 0o755);
+    // The same directory relative to this process's working directory, through
+    // their common ancestor (not through `/`, where `..` would lead nowhere).
+    let here = std::env::current_dir().unwrap();
+    let common = here.ancestors().find(|a| dir.0.starts_with(a)).unwrap();
+    let mut relative = PathBuf::new();
+    for _ in here.strip_prefix(common).unwrap().components() {
+        relative.push("..");
+    }
+    relative.push(dir.0.strip_prefix(common).unwrap());
+    assert!(relative.starts_with(".."), "{relative:?}");
+    let mut spec = JobSpec::new("prog");
+    spec.cwd = Some(relative);
+    spec.env.push(("PATH".into(), Some("sub".into())));
+    let report = run_plain(spec).await;
+    assert_eq!(report.stdout.into_text(), "relative-ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_errors_keep_their_codes_and_messages() {
     let err = run_err(JobSpec::new("lw-surely-not-a-command")).await;
     assert_eq!((err.code, err.errno), ("ENOENT", libc::ENOENT));
