@@ -22,7 +22,8 @@ pub struct JobSpec {
     pub args: Vec<String>,
     /// The environment the job starts from. `None`: this process's environment,
     /// read at spawn time — only safe when no other thread can be writing `environ`
-    /// (the Node binding always passes a snapshot taken on the JS thread).
+    /// (so the Node binding is to pass a snapshot taken on the JS thread).
+    /// Entries are checked like `env` (`job.baseEnv[...]` in errors).
     pub base_env: Option<Vec<(OsString, OsString)>>,
     /// Laid over `base_env` in order: `Some` sets a variable, `None` removes it
     /// (JS `env: { SECRET: undefined }` unsets an inherited `SECRET`).
