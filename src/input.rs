@@ -96,7 +96,14 @@ pub fn parse_job<'env>(
         .ok_or_else(|| SpecError::type_("job.command", "must be a non-empty string"))?;
     let mut spec = JobSpec::new(command);
     spec.args = fields.string_array("args")?;
-    spec.env = fields.string_map("env")?;
+    // Minimal adaptation to the core's new `env` type; `base_env` stays `None`
+    // (this process's environment read at spawn time) until the binding passes
+    // a snapshot taken on the JS thread and maps `undefined` to a removal.
+    spec.env = fields
+        .string_map("env")?
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
     spec.cwd = fields.string("cwd")?.map(Into::into);
     // `timeout: 0` means no limit, as for the TypeScript adapter.
     spec.timeout = fields.millis("timeout")?.filter(|t| !t.is_zero());
