@@ -97,9 +97,17 @@ pub fn parse_job<'env>(
     let mut spec = JobSpec::new(command);
     spec.args = fields.string_array("args")?;
     spec.env = fields.string_map("env")?;
-    spec.cwd = fields.string("cwd")?.map(Into::into);
-    // `timeout: 0` means no limit, as for the TypeScript adapter.
-    spec.timeout = fields.millis("timeout")?.filter(|t| !t.is_zero());
+    // The state at call time, read here on the JS thread: Node's `process.env.X = ...`
+    // reallocates `environ`, so no other thread may read it, and a later
+    // `process.env`/`process.chdir()` change must not reach this job.
+    spec.base_env = Some(inherited_environment());
+    spec.cwd = fields.string("cwd")?.map(absolute_at_call_time);
+    // `timeout: 0` means no limit, as for the TypeScript adapter; any positive
+    // timeout, however tiny, is a limit (at least a nanosecond).
+    spec.timeout = fields
+        .checked_millis("timeout")?
+        .filter(|&ms| ms > 0.0)
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0).max(Duration::from_nanos(1)));
     let tuning = fields.tuning(*defaults)?;
     spec.kill_grace = tuning.kill_grace;
     spec.drain_bound = tuning.drain_bound;
@@ -200,7 +208,11 @@ impl<'env> Fields<'env> {
     }
 
     /// Own enumerable string keys; `undefined` values are skipped (as Node does).
-    fn string_map(&self, name: &str) -> std::result::Result<Vec<(String, String)>, InputError> {
+    /// An object of strings; an `undefined` value removes the variable (`None`).
+    fn string_map(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Vec<(String, Option<String>)>, InputError> {
         let path = self.path(name);
         let Some((value, kind)) = self.get(name)? else {
             return Ok(Vec::new());
@@ -217,8 +229,8 @@ impl<'env> Fields<'env> {
             let value = property(self.env, &object, key).map_err(|e| thrown(self.env, e))?;
             let key = to_string(self.env, key)?;
             match value.get_type().map_err(|e| thrown(self.env, e))? {
-                ValueType::Undefined => {}
-                ValueType::String => pairs.push((key, to_string(self.env, value)?)),
+                ValueType::Undefined => pairs.push((key, None)),
+                ValueType::String => pairs.push((key, Some(to_string(self.env, value)?))),
                 other => return Err(expected(&format!("{path}[{key:?}]"), "a string", other)),
             }
         }
@@ -227,6 +239,13 @@ impl<'env> Fields<'env> {
 
     /// A finite, non-negative number of milliseconds.
     fn millis(&self, name: &str) -> std::result::Result<Option<Duration>, InputError> {
+        Ok(self
+            .checked_millis(name)?
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0)))
+    }
+
+    /// A finite number of milliseconds from 0 to the timer limit, as given.
+    fn checked_millis(&self, name: &str) -> std::result::Result<Option<f64>, InputError> {
         let path = self.path(name);
         let Some(ms) = self.number(name)? else {
             return Ok(None);
@@ -238,7 +257,7 @@ impl<'env> Fields<'env> {
             )
             .into());
         }
-        Ok(Some(Duration::from_secs_f64(ms / 1000.0)))
+        Ok(Some(ms))
     }
 
     fn number(&self, name: &str) -> std::result::Result<Option<f64>, InputError> {
@@ -331,6 +350,30 @@ impl<'env> Fields<'env> {
 }
 
 /// `Object.keys(object)`: own, enumerable, string keys.
+/// This process's environment, as `child_process` passes it on. An entry whose name
+/// itself starts with `=` (possible in `environ`, never set through `process.env`)
+/// is left out rather than failing the job over a variable it did not set.
+fn inherited_environment() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    use std::os::unix::ffi::OsStrExt;
+    std::env::vars_os()
+        .filter(|(key, _)| !key.as_bytes().contains(&b'='))
+        .collect()
+}
+
+/// A relative `cwd` is taken against the working directory at the time of the
+/// call, as `child_process` does (a later `process.chdir()` does not move it).
+fn absolute_at_call_time(cwd: String) -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(cwd);
+    if path.is_absolute() {
+        return path;
+    }
+    match std::env::current_dir() {
+        Ok(dir) => dir.join(path),
+        // No usable working directory: leave it to the spawn to report.
+        Err(_) => path,
+    }
+}
+
 fn own_enumerable_keys<'env>(env: &'env Env, object: &Object) -> Result<Object<'env>> {
     use napi::sys;
     let mut keys = std::ptr::null_mut();

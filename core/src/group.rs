@@ -65,7 +65,7 @@ mod tests {
             .unwrap();
         let pgid = child.id() as i32;
         assert!(has_live_members(pgid));
-        assert_eq!(signal(pgid, libc::SIGKILL).unwrap(), true);
+        assert!(signal(pgid, libc::SIGKILL).unwrap());
         // Killed but not yet reaped: a zombie, which does not count as live.
         while stat_of(pgid).map(|(s, _)| s) != Some('Z') {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -74,6 +74,6 @@ mod tests {
         assert!(!has_live_members(pgid));
         child.wait().unwrap();
         assert!(!exists(pgid));
-        assert_eq!(signal(pgid, libc::SIGTERM).unwrap(), false);
+        assert!(!signal(pgid, libc::SIGTERM).unwrap());
     }
 }

@@ -3,12 +3,30 @@
 //! # Semantics
 //!
 //! A job ([`JobSpec`]) is one program run without a shell, as the leader of a new
-//! process group, with stdin on `/dev/null` and stdout/stderr captured through pipes.
+//! session (hence of a new process group), with stdin on `/dev/null` and
+//! stdout/stderr captured through pipes.
 //!
-//! * **Spawning** goes through glibc `posix_spawn` (a `CLONE_VFORK` clone), never a
-//!   plain `fork`, so its cost does not grow with the parent's memory. Nothing here
-//!   uses `pre_exec`: the program is resolved against `PATH` by us ([`resolve`]) and
-//!   the group is made with `POSIX_SPAWN_SETPGROUP` ([`spawn`]).
+//! * **Spawning** ([`spawn`]) calls libc's `posix_spawn` (a `CLONE_VFORK` clone),
+//!   never a plain `fork`, so its cost does not grow with the parent's memory. The
+//!   program is resolved against the job's final `PATH` by us ([`resolve`]). The
+//!   leader starts in a session of its own (`POSIX_SPAWN_SETSID`): it has no
+//!   controlling terminal, so a job that touches `/dev/tty` under a terminal is not
+//!   stopped by SIGTTOU, and its pgid is its pid. Every signal is at its default
+//!   action and none is blocked (`POSIX_SPAWN_SETSIGDEF` with every signal,
+//!   `POSIX_SPAWN_SETSIGMASK` with none), as libuv does: what Node ignores
+//!   (SIGPIPE, SIGXFSZ) or a runtime thread blocks is not inherited. A file the
+//!   kernel refuses with ENOEXEC and that has no `#!` line is run with
+//!   `/bin/sh <program> <args...>`, as `execvp` (and so `child_process`) does.
+//! * **Environment** ([`environment`]): the job gets exactly
+//!   [`JobSpec::base_env`] (by default this process's environment, read at spawn
+//!   time) with [`JobSpec::env`] laid over it, where `None` removes a variable. We
+//!   build `envp` ourselves; the Node binding passes a snapshot taken on the JS
+//!   thread, since `environ` is not safe to read while Node may `setenv`.
+//! * **Working directory**: set through `posix_spawn_file_actions_addchdir_np`,
+//!   looked up at run time ([`posix_spawn`]) since it is glibc 2.29 and the floor
+//!   is 2.28. Where it is missing, a job with a `cwd` is started by std's
+//!   `Command` with a `pre_exec` doing the same session and signal set-up: that
+//!   one path forks.
 //! * **Reaping** is ours, not tokio's: a pidfd tells when the leader has exited and
 //!   `wait4` collects its status together with the kernel's resource usage
 //!   ([`reap`]). Between the two the leader is a zombie, which pins the process-group
@@ -32,14 +50,18 @@
 //! # Caveats
 //!
 //! * A process that leaves the group (`setsid`, `setpgid`) escapes group termination.
+//! * The leader's session has no terminal: a job that needs one (a password
+//!   prompt on `/dev/tty`) gets ENXIO opening it instead of hanging.
 //! * Orphaned group members are re-parented to init; whether they are reaped is up
 //!   to init. Members left as zombies are treated as gone.
 
 pub mod capture;
 pub mod decode;
+pub mod environment;
 pub mod errno;
 pub mod group;
 pub mod job;
+pub mod posix_spawn;
 pub mod reap;
 pub mod registry;
 pub mod resolve;

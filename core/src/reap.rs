@@ -163,6 +163,8 @@ mod tests {
     use std::process::Command;
 
     fn leader_of(cmd: &mut Command) -> Leader {
+        // The Leader reaps it (wait4), which clippy cannot see.
+        #[allow(clippy::zombie_processes)]
         let child = cmd.spawn().unwrap();
         Leader::new(child.id() as i32).unwrap()
     }

@@ -14,8 +14,9 @@ const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// The file to execute for `command`, or the errno explaining why there is none.
 ///
-/// A command containing `/` is taken as a path (relative ones from `cwd`, as
-/// the child will see them); a bare name is searched in `path_var`.
+/// A command containing `/` is taken as a path (relative ones from `cwd`); a bare
+/// name is searched in `path_var` (relative entries from `cwd`). Either way the
+/// path returned is the one the child, already in `cwd`, must execute.
 pub fn resolve_program(
     command: &str,
     path_var: Option<&OsStr>,
@@ -37,8 +38,8 @@ pub fn resolve_program(
         } else {
             Path::new(OsStr::from_bytes(dir))
         };
-        let candidate = relative_to(&dir.join(command), cwd);
-        match executable(&candidate) {
+        let candidate = dir.join(command);
+        match executable(&relative_to(&candidate, cwd)) {
             Ok(()) => return Ok(candidate),
             Err(libc::EACCES) => denied = true,
             Err(_) => {}
@@ -47,7 +48,8 @@ pub fn resolve_program(
     Err(if denied { libc::EACCES } else { libc::ENOENT })
 }
 
-fn relative_to(path: &Path, cwd: Option<&Path>) -> PathBuf {
+/// `path` as this process sees it, when the child will see it from `cwd`.
+pub fn relative_to(path: &Path, cwd: Option<&Path>) -> PathBuf {
     match cwd {
         Some(cwd) if path.is_relative() => cwd.join(path),
         _ => path.to_path_buf(),
@@ -106,6 +108,15 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(as_path, Err(libc::EACCES));
         assert_eq!(on_path, Err(libc::EACCES));
+    }
+
+    #[test]
+    fn relative_path_entries_are_taken_from_cwd() {
+        // Returned as the child sees it: it runs in cwd already.
+        assert_eq!(
+            resolve_program("sh", Some(OsStr::new("bin")), Some(Path::new("/"))),
+            Ok(PathBuf::from("bin/sh"))
+        );
     }
 
     #[test]

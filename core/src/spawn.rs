@@ -1,15 +1,23 @@
-//! Starting the job's leader: `posix_spawn`, a new process group, piped output.
+//! Starting the job's leader: `posix_spawn`, a session of its own, piped output.
 
-use std::os::fd::OwnedFd;
+use std::ffi::{CStr, CString};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::environment::Environment;
 use crate::errno;
-use crate::resolve::resolve_program;
+use crate::posix_spawn::{self, Attributes, CStringArray, FileActions};
+use crate::resolve::{relative_to, resolve_program};
 use crate::spec::JobSpec;
 
-/// The leader just started; its pid is also the id of its process group.
+/// What `execvp` runs a file with when the kernel does not recognise its format.
+const SHELL: &CStr = c"/bin/sh";
+
+/// The leader just started; its pid is also the id of its process group and session.
 #[derive(Debug)]
 pub struct Spawned {
     pub pid: i32,
@@ -48,25 +56,25 @@ impl std::fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-/// Spawns the job's leader in a process group of its own.
+/// Spawns the job's leader in a session (hence a process group) of its own.
 ///
-/// Uses only what std maps onto `posix_spawn` (`process_group` becomes
-/// `POSIX_SPAWN_SETPGROUP`, `current_dir` `posix_spawn_file_actions_addchdir_np`):
-/// no `pre_exec`, no uid/gid, and an already-resolved program path.
+/// The program is resolved against the job's final `PATH` first ([`resolve`]),
+/// so `posix_spawn` (a `CLONE_VFORK` clone) always gets a path. The leader gets:
+/// a new session (`POSIX_SPAWN_SETSID`: no controlling terminal, so touching
+/// `/dev/tty` cannot stop it with SIGTTOU; pgid = pid), every signal at its default
+/// action and an empty signal mask (Node ignores SIGPIPE and SIGXFSZ, runtime
+/// threads block signals: none of that is inherited), stdin on `/dev/null`,
+/// stdout/stderr on pipes, and exactly the environment built from the spec.
+///
+/// [`resolve`]: crate::resolve
 pub fn spawn(spec: &JobSpec) -> Result<Spawned, SpawnError> {
     let command = spec.command.as_str();
     if let Some(cwd) = &spec.cwd {
         check_cwd(command, cwd)?;
     }
-    let path_var = spec
-        .env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| std::ffi::OsString::from(v))
-        .or_else(|| std::env::var_os("PATH"));
+    let env = Environment::new(spec.base_env.as_deref(), &spec.env);
     let program =
-        resolve_program(command, path_var.as_deref(), spec.cwd.as_deref()).map_err(|errno| {
+        resolve_program(command, env.get("PATH"), spec.cwd.as_deref()).map_err(|errno| {
             let what = match errno {
                 libc::ENOENT => format!("command not found: {command}"),
                 libc::EACCES => format!("permission denied: {command} is not executable"),
@@ -74,30 +82,169 @@ pub fn spawn(spec: &JobSpec) -> Result<Spawned, SpawnError> {
             };
             SpawnError::new(errno, command, command, &what)
         })?;
-
-    let mut cmd = Command::new(&program);
-    cmd.arg0(command)
-        .args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    let mut child = cmd.spawn().map_err(|e| {
+    let os_error = |e: io::Error| {
         let errno = e.raw_os_error().unwrap_or(libc::EIO);
         SpawnError::new(errno, command, command, &e.to_string())
-    })?;
-    let pid = child.id() as i32;
-    // Dropping a std Child neither kills nor waits: reaping is `reap::Leader`'s job.
-    let stdout = child.stdout.take().expect("stdout was piped").into();
-    let stderr = child.stderr.take().expect("stderr was piped").into();
+    };
+    match &spec.cwd {
+        Some(cwd) if !posix_spawn::can_chdir() => spawn_forked(spec, &program, &env, cwd),
+        _ => spawn_posix(spec, &program, &env),
+    }
+    .map_err(os_error)
+}
+
+fn spawn_posix(spec: &JobSpec, program: &Path, env: &Environment) -> io::Result<Spawned> {
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let c_program = CString::new(program.as_os_str().as_bytes()).map_err(invalid)?;
+    let argv = CStringArray::new(
+        std::iter::once(spec.command.as_str()).chain(spec.args.iter().map(String::as_str)),
+    )
+    .map_err(invalid)?;
+    let envp = env.to_envp().map_err(invalid)?;
+
+    let (stdout, stdout_child) = pipe()?;
+    let (stderr, stderr_child) = pipe()?;
+    let mut actions = FileActions::new()?;
+    actions.add_open(0, c"/dev/null", libc::O_RDONLY, 0)?;
+    actions.add_dup2(stdout_child.as_raw_fd(), 1)?;
+    actions.add_dup2(stderr_child.as_raw_fd(), 2)?;
+    if let Some(cwd) = &spec.cwd {
+        actions.add_chdir(&CString::new(cwd.as_os_str().as_bytes()).map_err(invalid)?)?;
+    }
+    let attributes = leader_attributes()?;
+
+    let pid = match posix_spawn::spawn(&c_program, &actions, &attributes, &argv, &envp) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOEXEC)
+                && !has_shebang(&relative_to(program, spec.cwd.as_deref())) =>
+        {
+            // As execvp (and so child_process) does: a file the kernel cannot
+            // execute and that names no interpreter is a shell script.
+            let sh_argv = CStringArray::new(
+                [SHELL.to_bytes(), program.as_os_str().as_bytes()]
+                    .into_iter()
+                    .chain(spec.args.iter().map(String::as_bytes)),
+            )
+            .map_err(invalid)?;
+            match posix_spawn::spawn(SHELL, &actions, &attributes, &sh_argv, &envp) {
+                // No shell to fall back on: the program's own error is the story.
+                Err(sh) if sh.raw_os_error() == Some(libc::ENOENT) => Err(e),
+                other => other,
+            }
+        }
+        other => other,
+    }?;
+    // The child has its copies; ours must go, or the pipes never reach EOF.
+    drop((stdout_child, stderr_child));
     Ok(Spawned {
         pid,
         stdout,
         stderr,
+    })
+}
+
+/// Session of its own, default signal actions, empty signal mask.
+fn leader_attributes() -> io::Result<Attributes> {
+    let mut attributes = Attributes::new()?;
+    attributes.set_sigdefault(&posix_spawn::all_signals())?;
+    attributes.set_sigmask(&posix_spawn::empty_sigset())?;
+    attributes.set_flags(
+        libc::c_int::from(libc::POSIX_SPAWN_SETSID)
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETSIGMASK,
+    )?;
+    Ok(attributes)
+}
+
+/// A pipe as (read end, write end), both close-on-exec so that no other child
+/// spawned meanwhile inherits them. Both are kept above 2: a write end that were
+/// fd 0 would be clobbered by the `/dev/null` open, and one that were already
+/// fd 1 or 2 would keep close-on-exec through a no-op `dup2` on glibc < 2.29.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: a valid array of two descriptors for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two new descriptors that we alone own.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(read)?, above_stdio(write)?))
+}
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: plain fcntl on a descriptor we own; the result is a new one we own.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if moved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see above; `fd` is closed when dropped here.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// Whether the file starts with `#!`: then the kernel's ENOEXEC is about its
+/// interpreter line, and running it with `/bin/sh` would ignore that line.
+fn has_shebang(path: &Path) -> bool {
+    let mut start = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut start))
+        .is_ok_and(|()| &start == b"#!")
+}
+
+/// The glibc-2.28-only fallback, for a job with a `cwd` where libc lacks
+/// `posix_spawn_file_actions_addchdir_np`: std's `Command` with a `pre_exec`
+/// (which makes it fork) doing what the spawn attributes do elsewhere. std execs
+/// with `execvp`, which retries ENOEXEC with `/bin/sh` by itself.
+fn spawn_forked(
+    spec: &JobSpec,
+    program: &Path,
+    env: &Environment,
+    cwd: &Path,
+) -> io::Result<Spawned> {
+    let signals = posix_spawn::signal_count();
+    let mut cmd = Command::new(program);
+    cmd.arg0(&spec.command)
+        .args(&spec.args)
+        .env_clear()
+        .envs(env.vars().iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure only makes async-signal-safe system calls and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The raw system call, because libc's sigaction refuses its internal
+            // signals. An all-zero kernel sigaction is SIG_DFL, no flags, empty
+            // mask, whatever the architecture's field order; 64 bytes cover it.
+            let default = [0u64; 8];
+            for signal in 1..=signals {
+                // SIGKILL and SIGSTOP refuse: that is fine.
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u8>(),
+                    signals.div_ceil(8),
+                );
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        })
+    };
+    let mut child = cmd.spawn()?;
+    // Dropping a std Child neither kills nor waits: reaping is `reap::Leader`'s job.
+    Ok(Spawned {
+        pid: child.id() as i32,
+        stdout: child.stdout.take().expect("stdout was piped").into(),
+        stderr: child.stderr.take().expect("stderr was piped").into(),
     })
 }
 
@@ -135,6 +282,71 @@ mod tests {
         assert_eq!(err.code, "ENOENT");
         assert_eq!(err.path, "/no/such/dir");
         assert!(err.message.contains("/no/such/dir"), "{}", err.message);
+    }
+
+    /// Runs `spawned` to its end; returns its stdout and wait status.
+    fn finish(spawned: Spawned) -> (String, i32) {
+        let mut out = String::new();
+        std::fs::File::from(spawned.stdout)
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut status = 0;
+        // SAFETY: our own child.
+        assert_eq!(
+            unsafe { libc::waitpid(spawned.pid, &mut status, 0) },
+            spawned.pid
+        );
+        (out, status)
+    }
+
+    #[test]
+    fn forked_fallback_gives_the_same_hygiene() {
+        // SAFETY: plain libc calls on this process's and this thread's signal state.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut blocked: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut blocked);
+            libc::sigaddset(&mut blocked, libc::SIGUSR2);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
+        }
+        let dir = std::env::temp_dir().join(format!("lw-spawn-forked-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = "pwd; cut -d' ' -f6 /proc/$$/stat; echo $$; grep '^Sig[IB]' /proc/$$/status; \
+                      echo \"$LW_FORKED\" \"${HOME-unset}\"";
+        let mut spec = JobSpec::new("sh").args(["-c", script]);
+        spec.base_env = Some(vec![("LW_FORKED".into(), "yes".into())]);
+        let env = Environment::new(spec.base_env.as_deref(), &spec.env);
+        let spawned = spawn_forked(&spec, Path::new("/bin/sh"), &env, &dir).unwrap();
+        let pid = spawned.pid;
+        let (out, status) = finish(spawned);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{out}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], dir.to_str().unwrap());
+        assert_eq!(lines[1], pid.to_string(), "session id");
+        assert_eq!(lines[2], pid.to_string());
+        assert_eq!(lines[3], "SigBlk:\t0000000000000000");
+        assert_eq!(lines[4], "SigIgn:\t0000000000000000");
+        assert_eq!(lines[5], "yes unset");
+    }
+
+    #[test]
+    fn forked_fallback_runs_a_script_without_a_shebang() {
+        let dir = std::env::temp_dir().join(format!("lw-spawn-noshebang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("script");
+        std::fs::write(&script, "echo no-shebang $1\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let spec = JobSpec::new("./script").args(["arg"]);
+        let env = Environment::new(Some(&[]), &[]);
+        let spawned = spawn_forked(&spec, Path::new("./script"), &env, &dir).unwrap();
+        let (out, _) = finish(spawned);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(out, "no-shebang arg\n");
     }
 
     #[test]

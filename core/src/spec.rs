@@ -1,5 +1,7 @@
 //! What a job is: the program, its arguments and environment, and its limits.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,8 +20,14 @@ pub const MAX_BUFFER_LIMIT: usize = (1 << 29) - 24;
 pub struct JobSpec {
     pub command: String,
     pub args: Vec<String>,
-    /// Laid over the inherited environment.
-    pub env: Vec<(String, String)>,
+    /// The environment the job starts from. `None`: this process's environment,
+    /// read at spawn time — only safe when no other thread can be writing `environ`
+    /// (so the Node binding is to pass a snapshot taken on the JS thread).
+    /// Entries are checked like `env` (`job.baseEnv[...]` in errors).
+    pub base_env: Option<Vec<(OsString, OsString)>>,
+    /// Laid over `base_env` in order: `Some` sets a variable, `None` removes it
+    /// (JS `env: { SECRET: undefined }` unsets an inherited `SECRET`).
+    pub env: Vec<(String, Option<String>)>,
     pub cwd: Option<PathBuf>,
     /// `None`: no limit.
     pub timeout: Option<Duration>,
@@ -36,6 +44,7 @@ impl JobSpec {
         JobSpec {
             command: command.into(),
             args: Vec::new(),
+            base_env: None,
             env: Vec::new(),
             cwd: None,
             timeout: None,
@@ -69,21 +78,16 @@ impl JobSpec {
             no_nul(&format!("job.args[{i}]"), arg)?;
         }
         for (key, value) in &self.env {
-            let field = format!("job.env[{key:?}]");
-            if key.is_empty() {
-                return Err(SpecError::value("job.env", "keys must be non-empty"));
-            }
-            if key.contains('=') {
-                return Err(SpecError::value(&field, "key must not contain '='"));
-            }
-            no_nul(&field, key)?;
-            no_nul(&field, value)?;
+            env_entry("job.env", key.as_ref(), value.as_ref().map(OsStr::new))?;
+        }
+        for (key, value) in self.base_env.iter().flatten() {
+            env_entry("job.baseEnv", key, Some(value))?;
         }
         if let Some(cwd) = &self.cwd {
             if cwd.as_os_str().is_empty() {
                 return Err(SpecError::value("job.cwd", "must be a non-empty string"));
             }
-            no_nul("job.cwd", &cwd.to_string_lossy())?;
+            no_nul("job.cwd", cwd)?;
         }
         if self.max_buffer > MAX_BUFFER_LIMIT {
             return Err(SpecError::range(
@@ -95,8 +99,24 @@ impl JobSpec {
     }
 }
 
-fn no_nul(field: &str, value: &str) -> Result<(), SpecError> {
-    if value.contains('\0') {
+/// A variable the OS can hold: `KEY=VALUE` with a non-empty key and no NUL byte.
+fn env_entry(map: &str, key: &OsStr, value: Option<&OsStr>) -> Result<(), SpecError> {
+    let field = format!("{map}[{:?}]", key.to_string_lossy());
+    if key.is_empty() {
+        return Err(SpecError::value(map, "keys must be non-empty"));
+    }
+    if key.as_bytes().contains(&b'=') {
+        return Err(SpecError::value(&field, "key must not contain '='"));
+    }
+    no_nul(&field, key)?;
+    if let Some(value) = value {
+        no_nul(&field, value)?;
+    }
+    Ok(())
+}
+
+fn no_nul(field: &str, value: impl AsRef<OsStr>) -> Result<(), SpecError> {
+    if value.as_ref().as_bytes().contains(&0) {
         Err(SpecError::value(field, "must not contain a NUL byte"))
     } else {
         Ok(())
@@ -184,10 +204,30 @@ mod tests {
             "job.command"
         );
         let mut spec = JobSpec::new("env");
-        spec.env.push(("A=B".into(), "x".into()));
+        spec.env.push(("A=B".into(), Some("x".into())));
         let err = spec.validate().unwrap_err();
         assert!(err.field.starts_with("job.env"), "{}", err.field);
         assert!(err.message.contains("'='"));
+        // A removal is checked too: it names a key all the same.
+        let mut spec = JobSpec::new("env");
+        spec.env.push(("A=B".into(), None));
+        assert!(spec.validate().unwrap_err().message.contains("'='"));
+    }
+
+    #[test]
+    fn base_env_is_checked_like_env() {
+        let mut spec = JobSpec::new("env");
+        spec.env.push(("UNSET_ME".into(), None));
+        spec.base_env = Some(vec![("OK".into(), "fine".into())]);
+        assert!(spec.validate().is_ok());
+        spec.base_env = Some(vec![("K".into(), "nul\0".into())]);
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "job.baseEnv[\"K\"]");
+        assert!(err.message.contains("NUL"), "{}", err.message);
+        spec.base_env = Some(vec![("A=B".into(), "x".into())]);
+        assert!(spec.validate().unwrap_err().message.contains("'='"));
+        spec.base_env = Some(vec![("".into(), "x".into())]);
+        assert_eq!(spec.validate().unwrap_err().field, "job.baseEnv");
     }
 
     #[test]

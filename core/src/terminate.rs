@@ -55,6 +55,8 @@ mod tests {
     use std::process::Command;
 
     fn spawn_group(script: &str) -> Leader {
+        // The Leader reaps it (wait4), which clippy cannot see.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new("sh")
             .args(["-c", script])
             .process_group(0)

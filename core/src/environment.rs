@@ -1,0 +1,154 @@
+//! The job's environment: a base with the job's overlay applied, built by us.
+//!
+//! We build `envp` ourselves rather than let libc pass `environ` on, because
+//! `environ` may be rewritten by another thread at any moment (Node's
+//! `process.env.X = ...` calls `setenv` on the JS thread, which Rust's env lock
+//! does not cover). The Node binding therefore always gives a base snapshot taken
+//! on the JS thread; reading this process's environment is only the fallback.
+
+use std::collections::HashMap;
+use std::ffi::{NulError, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use crate::posix_spawn::CStringArray;
+
+/// The complete environment a job starts with, in a stable order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl Environment {
+    /// `base` (or, when `None`, this process's environment read now) with `overlay`
+    /// applied in order: `Some` sets a variable, `None` removes it.
+    ///
+    /// A key that appears twice in the base keeps its first value, as `getenv` would;
+    /// a key removed and set again keeps its original place.
+    pub fn new(
+        base: Option<&[(OsString, OsString)]>,
+        overlay: &[(String, Option<String>)],
+    ) -> Environment {
+        let mut slots: Vec<Option<(OsString, OsString)>> = Vec::new();
+        let mut index: HashMap<OsString, usize> = HashMap::new();
+        let mut put = |key: OsString, value: Option<OsString>, replace: bool| match index.get(&key)
+        {
+            Some(&at) if replace => slots[at] = value.map(|v| (key, v)),
+            Some(_) => {}
+            None => {
+                if let Some(value) = value {
+                    index.insert(key.clone(), slots.len());
+                    slots.push(Some((key, value)));
+                }
+            }
+        };
+        match base {
+            Some(base) => {
+                for (key, value) in base {
+                    put(key.clone(), Some(value.clone()), false);
+                }
+            }
+            None => {
+                for (key, value) in std::env::vars_os() {
+                    put(key, Some(value), false);
+                }
+            }
+        }
+        for (key, value) in overlay {
+            put(key.into(), value.as_ref().map(Into::into), true);
+        }
+        Environment {
+            vars: slots.into_iter().flatten().collect(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&OsStr> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    pub fn vars(&self) -> &[(OsString, OsString)] {
+        &self.vars
+    }
+
+    /// `KEY=VALUE` strings for `posix_spawn`. Fails only for a NUL byte, which
+    /// `JobSpec::validate` rejects beforehand.
+    pub fn to_envp(&self) -> Result<CStringArray, NulError> {
+        CStringArray::new(self.vars.iter().map(|(key, value)| {
+            let mut entry = Vec::with_capacity(key.len() + 1 + value.len());
+            entry.extend_from_slice(key.as_bytes());
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            entry
+        }))
+    }
+}
+
+impl From<Environment> for Vec<(OsString, OsString)> {
+    fn from(env: Environment) -> Self {
+        env.vars
+    }
+}
+
+/// Convenience for callers that hold the base as strings.
+pub fn os_pairs<I, K, V>(pairs: I) -> Vec<(OsString, OsString)>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<Vec<u8>>,
+    V: Into<Vec<u8>>,
+{
+    pairs
+        .into_iter()
+        .map(|(k, v)| (OsString::from_vec(k.into()), OsString::from_vec(v.into())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overlay(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn overlay_sets_replaces_and_removes_in_order() {
+        let base = os_pairs([("A", "1"), ("B", "2"), ("A", "shadowed"), ("C", "3")]);
+        let env = Environment::new(
+            Some(&base),
+            &overlay(&[
+                ("B", None),
+                ("C", Some("30")),
+                ("D", Some("4")),
+                ("D", None),
+                ("B", Some("back")),
+            ]),
+        );
+        assert_eq!(
+            Vec::from(env),
+            os_pairs([("A", "1"), ("B", "back"), ("C", "30")])
+        );
+    }
+
+    #[test]
+    fn envp_is_key_equals_value() {
+        let env = Environment::new(Some(&os_pairs([("K", "v=w")])), &[]);
+        assert_eq!(env.get("K"), Some(OsStr::new("v=w")));
+        assert_eq!(env.get("k"), None);
+        let envp = env.to_envp().unwrap();
+        // SAFETY: one entry then NULL.
+        let first = unsafe { std::ffi::CStr::from_ptr(*envp.as_ptr()) };
+        assert_eq!(first, c"K=v=w");
+    }
+
+    #[test]
+    fn no_base_means_this_process_environment() {
+        let env = Environment::new(None, &overlay(&[("LW_ENV_TEST_ONLY_HERE", Some("x"))]));
+        assert_eq!(env.get("PATH"), std::env::var_os("PATH").as_deref());
+        assert_eq!(env.get("LW_ENV_TEST_ONLY_HERE"), Some(OsStr::new("x")));
+    }
+}
