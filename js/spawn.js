@@ -26,7 +26,7 @@ function spawnLeader(spec) {
   try {
     const child = spawn(spec.command, spec.args, {
       cwd: spec.cwd,
-      env: environment(spec.env),
+      env: spec.environment,
       stdio: ['ignore', 'pipe', 'pipe'],
       // POSIX: setsid(), so the leader heads a process group (and session) of its own that
       // its descendants inherit. Windows has no groups to signal (see terminate.js).
@@ -37,22 +37,6 @@ function spawnLeader(spec) {
   } catch (error) {
     return { error: failure(spec, error) }
   }
-}
-
-/** The job's `env` laid over the inherited environment (undefined values were skipped). */
-function environment(pairs) {
-  if (pairs.length === 0) return undefined // child_process then passes process.env
-  const env = { ...process.env }
-  for (const [key, value] of pairs) {
-    if (isWindows) {
-      // Windows variable names are case-insensitive: the job's spelling replaces the inherited one.
-      for (const inherited of Object.keys(env)) {
-        if (inherited.toUpperCase() === key.toUpperCase()) delete env[inherited]
-      }
-    }
-    env[key] = value
-  }
-  return env
 }
 
 function checkCwd(spec) {
@@ -106,8 +90,7 @@ function resolvable(spec) {
   const { command, cwd } = spec
   const within = (file) => (cwd === undefined ? file : path.resolve(cwd, file))
   if (command.includes('/')) return executable(within(command))
-  const jobPath = spec.env.findLast(([key]) => key === 'PATH')
-  const searchPath = jobPath ? jobPath[1] : (process.env.PATH ?? DEFAULT_PATH)
+  const searchPath = spec.environment.PATH ?? DEFAULT_PATH
   return searchPath.split(':').some((dir) => executable(within(path.join(dir || '.', command))))
 }
 

@@ -5,6 +5,7 @@
 // core/src/spec.rs): every field is read once, in a fixed order (a throwing getter rejects
 // with what it threw), then the values are checked. `null` counts as absent.
 
+const path = require('node:path')
 const { inputError } = require('./errors.js')
 const { formatNumber, debugString, describeType } = require('./format.js')
 
@@ -95,7 +96,11 @@ class Fields {
     const pairs = []
     for (const key of Object.keys(value)) {
       const item = value[key]
-      if (item === undefined) continue
+      // undefined removes the variable, as `{ ...process.env, ...job.env }` did.
+      if (item === undefined) {
+        pairs.push([key, undefined])
+        continue
+      }
       if (typeof item !== 'string') throw expected(`${path}[${debugString(key)}]`, 'a string', item)
       pairs.push([key, item])
     }
@@ -157,10 +162,9 @@ function readJob(job, defaults) {
   const args = fields.stringArray('args')
   const env = fields.stringMap('env')
   const cwd = fields.string('cwd')
-  // `timeout: 0` means no limit, as for the TypeScript adapter (and so does one that is 0 when
-  // counted in whole nanoseconds, as the native implementation counts it).
+  // `timeout: 0` means no limit, as for the TypeScript adapter; any positive one is a limit.
   const ms = fields.millis('timeout')
-  const timeout = ms !== undefined && Math.round(ms * 1e6) > 0 ? ms : undefined
+  const timeout = ms !== undefined && ms > 0 ? ms : undefined
   const tuning = fields.tuning(defaults)
   // `meta` is accepted and ignored: it is not even read.
   const onStdout = fields.listener('onStdout')
@@ -168,7 +172,27 @@ function readJob(job, defaults) {
   const signal = fields.object('signal', 'must be an AbortSignal')
   const spec = { command, args, env, cwd, timeout, ...tuning, onStdout, onStderr, signal }
   checkValues(spec)
+  // The state at the time of the call (a spawn may wait for its turn, see pace.js): the
+  // environment the job will get, and a relative cwd made absolute.
+  spec.environment = environment(env)
+  if (cwd !== undefined) spec.cwd = path.resolve(cwd)
   return spec
+}
+
+/** The job's `env` laid over the inherited environment; an undefined value removes a variable. */
+function environment(pairs) {
+  const env = { ...process.env }
+  for (const [key, value] of pairs) {
+    if (process.platform === 'win32') {
+      // Windows variable names are case-insensitive: the job's spelling replaces the inherited one.
+      for (const inherited of Object.keys(env)) {
+        if (inherited.toUpperCase() === key.toUpperCase()) delete env[inherited]
+      }
+    }
+    if (value === undefined) delete env[key]
+    else env[key] = value
+  }
+  return env
 }
 
 /** What the type checks cannot see: strings the OS would truncate or misread. */
@@ -181,7 +205,7 @@ function checkValues(spec) {
     if (key === '') throw inputError('value', 'job.env', 'keys must be non-empty')
     if (key.includes('=')) throw inputError('value', field, "key must not contain '='")
     noNul(field, key)
-    noNul(field, value)
+    if (value !== undefined) noNul(field, value)
   }
   if (spec.cwd !== undefined) {
     if (spec.cwd === '') throw inputError('value', 'job.cwd', 'must be a non-empty string')
