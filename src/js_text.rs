@@ -30,6 +30,12 @@ const EXTERNAL_BUDGET: usize = 256 * 1024 * 1024;
 /// Bytes held by live (not yet finalized) external strings of this process.
 static EXTERNAL_BYTES: AtomicUsize = AtomicUsize::new(0);
 
+/// Gives `len` bytes of the external budget back (V8 finalized the string, or it
+/// was never created).
+fn release_external(len: usize) {
+    EXTERNAL_BYTES.fetch_sub(len, Ordering::AcqRel);
+}
+
 /// Reserves `len` bytes of the external budget, if they fit.
 fn reserve_external(len: usize) -> bool {
     EXTERNAL_BYTES
@@ -138,6 +144,7 @@ unsafe fn external_latin1(
         // Node-API does not call the finalizer on failure.
         // SAFETY: ownership is still ours.
         drop(unsafe { Box::from_raw(hint) });
+        release_external(len);
         return Err(Error::new(
             Status::from(status),
             "cannot create a JS string from the output",
@@ -146,7 +153,10 @@ unsafe fn external_latin1(
     Ok(value)
 }
 
+/// V8 is done with the string (collected, or copied at creation): free the buffer
+/// and return its bytes to the budget, so that the budget bounds what is *live*.
 unsafe extern "C" fn free_buffer(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
     // SAFETY: `hint` is the box made in `external_latin1`, freed exactly once.
-    drop(unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) });
+    let buffer = unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) };
+    release_external(buffer.len());
 }

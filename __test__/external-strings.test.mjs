@@ -1,0 +1,41 @@
+// ASCII results are external strings over our buffer (no copy into the V8 heap), within a budget
+// of not-yet-collected bytes that V8 gives back as it collects them.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setImmediate as turn } from 'node:timers/promises'
+
+import { LocalWorkerAdapter, nativeOnly } from './helpers.mjs'
+
+const adapter = new LocalWorkerAdapter()
+const MiB = 1024 * 1024
+
+/** Collects garbage and lets finalizers that Node defers to the loop run. */
+async function collect() {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc()
+    await turn()
+  }
+}
+
+/** How much the V8 heap grew while holding one 64 MiB ASCII result. */
+async function heapGrowthOf64MiB() {
+  await collect()
+  const before = process.memoryUsage().heapUsed
+  const result = await adapter.execute({ command: 'head', args: ['-c', String(64 * MiB), '/dev/zero'], maxBuffer: 64 * MiB })
+  const grown = process.memoryUsage().heapUsed - before
+  assert.equal(result.stdout.length, 64 * MiB)
+  return grown
+}
+
+test('a 64 MiB ASCII result is still external after 1 GiB of collected results', { skip: nativeOnly('zero-copy external strings') || (globalThis.gc ? false : 'needs --expose-gc') }, async () => {
+  // /dev/zero gives NUL bytes: ASCII. An external string leaves the V8 heap (almost) unchanged;
+  // a copied one grows it by its length.
+  assert.ok(await heapGrowthOf64MiB() < 16 * MiB, 'the first result was copied')
+  for (let i = 0; i < 16; i++) {
+    const r = await adapter.execute({ command: 'head', args: ['-c', String(64 * MiB), '/dev/zero'], maxBuffer: 64 * MiB })
+    assert.equal(r.stdout.length, 64 * MiB)
+    await collect()
+  }
+  const grown = await heapGrowthOf64MiB()
+  assert.ok(grown < 16 * MiB, `after 1 GiB of collected results the heap grew by ${Math.round(grown / MiB)} MiB: copied, the budget was not given back`)
+})
