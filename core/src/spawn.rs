@@ -311,8 +311,11 @@ mod tests {
         }
         let dir = std::env::temp_dir().join(format!("lw-spawn-forked-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let script = "pwd; cut -d' ' -f6 /proc/$$/stat; echo $$; grep '^Sig[IB]' /proc/$$/status; \
-                      echo \"$LW_FORKED\" \"${HOME-unset}\"";
+        // The signal state is read by `exec grep` (the same process, after the shell):
+        // reading the shell's own status from a child races with dash, which blocks
+        // every signal around each fork.
+        let script = "pwd; cut -d' ' -f6 /proc/$$/stat; echo $$; \
+                      echo \"$LW_FORKED\" \"${HOME-unset}\"; exec grep '^Sig[IB]' /proc/self/status";
         let mut spec = JobSpec::new("sh").args(["-c", script]);
         spec.base_env = Some(vec![("LW_FORKED".into(), "yes".into())]);
         let env = Environment::new(spec.base_env.as_deref(), &spec.env);
@@ -328,9 +331,9 @@ mod tests {
         assert_eq!(lines[0], dir.to_str().unwrap());
         assert_eq!(lines[1], pid.to_string(), "session id");
         assert_eq!(lines[2], pid.to_string());
-        assert_eq!(lines[3], "SigBlk:\t0000000000000000");
-        assert_eq!(lines[4], "SigIgn:\t0000000000000000");
-        assert_eq!(lines[5], "yes unset");
+        assert_eq!(lines[3], "yes unset");
+        assert_eq!(lines[4], "SigBlk:\t0000000000000000");
+        assert_eq!(lines[5], "SigIgn:\t0000000000000000");
     }
 
     #[test]
