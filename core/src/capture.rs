@@ -12,12 +12,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::decode::Utf8StreamDecoder;
+use crate::pipe_size::{BUSY_PIPE_SIZE, PipeGrowth};
 
-/// Pipe capacity asked for (Linux's default is 64 KiB; 1 MiB is the unprivileged
-/// maximum by default): fewer, larger reads and deliveries for chatty jobs.
-const PIPE_SIZE: i32 = 1024 * 1024;
-/// Most bytes taken per read without a listener: a full pipe.
-const READ_CHUNK: usize = PIPE_SIZE as usize;
+/// Most bytes taken per read without a listener: a full grown pipe.
+const READ_CHUNK: usize = BUSY_PIPE_SIZE;
 /// Most bytes taken per read with a listener, hence per delivery: large enough for
 /// throughput, small enough that a few streams' deliveries do not hold the event
 /// loop for long in one turn.
@@ -130,9 +128,8 @@ pub async fn capture<L: OutputListener>(
     } else {
         READ_CHUNK
     };
-    // Best effort: a smaller pipe only means more reads.
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+    // The pipe keeps the kernel's default size until its stream proves busy.
+    let mut growth = PipeGrowth::default();
     let receiver = match pipe::Receiver::from_owned_fd(pipe) {
         Ok(receiver) => receiver,
         Err(_) => return tail.finish(),
@@ -169,6 +166,7 @@ pub async fn capture<L: OutputListener>(
         };
         // EOF, an error, or (in the last pass) an empty pipe.
         let Ok(Some(new)) = read else { break };
+        growth.after_read(receiver.as_raw_fd(), new);
         if let Some(left) = &mut last_pass {
             *left = left.saturating_sub(new);
         }

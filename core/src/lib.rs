@@ -61,6 +61,7 @@ pub mod environment;
 pub mod errno;
 pub mod group;
 pub mod job;
+pub mod pipe_size;
 pub mod posix_spawn;
 pub mod reap;
 pub mod registry;

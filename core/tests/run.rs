@@ -536,3 +536,24 @@ async fn spawn_errors_keep_their_codes_and_messages() {
         )
     );
 }
+
+/// The capacity of the job's stdout pipe, as the job itself sees it (F_GETPIPE_SZ).
+const PIPE_SIZE_OF_STDOUT: &str = "import fcntl, sys; sys.stderr.write(str(fcntl.fcntl(1, 1032)))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_keeps_the_default_pipe_size() {
+    // Growing every job's pipes used up an unprivileged user's pipe budget.
+    let code = format!("import time; print('a line'); time.sleep(0.3)\n{PIPE_SIZE_OF_STDOUT}");
+    let report = run_plain(JobSpec::new("python3").args(["-c", code.as_str()])).await;
+    assert_eq!(report.stderr.into_text(), "65536");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_stream_gets_a_larger_pipe() {
+    let code = format!(
+        "import sys, time\nfor _ in range(64): sys.stdout.buffer.write(b'x' * (256 << 10)); sys.stdout.flush()\ntime.sleep(0.3)\n{PIPE_SIZE_OF_STDOUT}"
+    );
+    let report = run_plain(JobSpec::new("python3").args(["-c", code.as_str()])).await;
+    assert_eq!(report.stdout.into_text().len(), 16 << 20);
+    assert_eq!(report.stderr.into_text(), "1048576");
+}
