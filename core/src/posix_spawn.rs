@@ -202,6 +202,7 @@ type AddChdir = unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, *con
 
 /// `posix_spawn_file_actions_addchdir_np`, looked up once at run time: it is
 /// glibc 2.29 and the binaries must load on glibc 2.28, so it is never linked.
+#[cfg(not(target_env = "musl"))]
 fn addchdir_np() -> Option<AddChdir> {
     static ADDCHDIR: OnceLock<Option<AddChdir>> = OnceLock::new();
     *ADDCHDIR.get_or_init(|| {
@@ -217,6 +218,20 @@ fn addchdir_np() -> Option<AddChdir> {
     })
 }
 
+/// musl has had `posix_spawn_file_actions_addchdir_np` since 1.1.24 (Alpine 3.11),
+/// the floor of our musl binaries: linked directly, since `dlsym` finds nothing in
+/// a static musl executable (the core's tests).
+#[cfg(target_env = "musl")]
+fn addchdir_np() -> Option<AddChdir> {
+    unsafe extern "C" {
+        fn posix_spawn_file_actions_addchdir_np(
+            actions: *mut libc::posix_spawn_file_actions_t,
+            path: *const c_char,
+        ) -> c_int;
+    }
+    Some(posix_spawn_file_actions_addchdir_np)
+}
+
 /// Whether the child's working directory can be set through `posix_spawn`.
 pub fn can_chdir() -> bool {
     addchdir_np().is_some()
@@ -228,7 +243,8 @@ mod tests {
 
     #[test]
     fn this_libc_can_chdir() {
-        // The build machine's glibc is newer than 2.29; the lookup must find it.
+        // The build machine's glibc is newer than 2.29 (the lookup must find it);
+        // musl has it linked.
         assert!(can_chdir());
     }
 

@@ -1,6 +1,6 @@
 //! Starting the job's leader: `posix_spawn`, a session of its own, piped output.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -195,18 +195,42 @@ fn has_shebang(path: &Path) -> bool {
 
 /// The glibc-2.28-only fallback, for a job with a `cwd` where libc lacks
 /// `posix_spawn_file_actions_addchdir_np`: std's `Command` with a `pre_exec`
-/// (which makes it fork) doing what the spawn attributes do elsewhere. std execs
-/// with `execvp`, which retries ENOEXEC with `/bin/sh` by itself.
+/// (which makes it fork) doing what the spawn attributes do elsewhere, and the
+/// same ENOEXEC rule (not every libc's `execvp` retries with `/bin/sh`; musl's does not).
 fn spawn_forked(
     spec: &JobSpec,
     program: &Path,
     env: &Environment,
     cwd: &Path,
 ) -> io::Result<Spawned> {
+    let args = spec.args.iter().map(OsStr::new);
+    match fork_exec(program, OsStr::new(&spec.command), args, env, cwd) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOEXEC)
+                && !has_shebang(&relative_to(program, Some(cwd))) =>
+        {
+            let shell = Path::new(SHELL.to_str().expect("an ASCII path"));
+            let args = std::iter::once(program.as_os_str()).chain(spec.args.iter().map(OsStr::new));
+            match fork_exec(shell, shell.as_os_str(), args, env, cwd) {
+                Err(sh) if sh.raw_os_error() == Some(libc::ENOENT) => Err(e),
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+fn fork_exec<'a>(
+    program: &Path,
+    arg0: &OsStr,
+    args: impl Iterator<Item = &'a OsStr>,
+    env: &Environment,
+    cwd: &Path,
+) -> io::Result<Spawned> {
     let signals = posix_spawn::signal_count();
     let mut cmd = Command::new(program);
-    cmd.arg0(&spec.command)
-        .args(&spec.args)
+    cmd.arg0(arg0)
+        .args(args)
         .env_clear()
         .envs(env.vars().iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
