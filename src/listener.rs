@@ -6,7 +6,17 @@
 //! stream chunks, instead of one large-object allocation per pipe read), calls the
 //! user's callback once per piece, and catches what it throws: the job then fails
 //! with that exact value, and no queued piece reaches the callback afterwards.
+//!
+//! Deliveries yield to the event loop. Node's threadsafe-function dispatcher runs
+//! every queued call in one go, including calls queued while it runs; had a
+//! delivery counted as done when the callback returned, the reader would refill the
+//! queue at once and a slow callback would hold the JS thread for the whole output
+//! (no timers, no I/O, no signals). So a delivery is done only from a
+//! `setImmediate` scheduled by the dispatcher: the next read waits for the loop's
+//! next turn, timers and I/O run in between, and a slow callback slows the child
+//! through the pipe instead of starving Node.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +27,8 @@ use local_worker_core::OutputListener;
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{JsGlobal, sys::napi_value};
+use tokio::sync::oneshot;
 
 use crate::js_error::take_thrown_value;
 use crate::js_text::copy_str;
@@ -24,16 +36,33 @@ use crate::js_text::copy_str;
 /// Largest string handed to a callback (V8's large-object threshold is 128 KiB).
 const PIECE_MAX: usize = 64 * 1024;
 
+/// Deliveries that reached the JS thread, waiting for the loop's next turn to be
+/// reported done (oldest first: the dispatcher runs them in order).
+type Completions = Arc<Mutex<VecDeque<oneshot::Sender<()>>>>;
+
 /// One delivery: the text, arriving in JS as an array of strings of at most
-/// `PIECE_MAX` bytes, cut at character boundaries.
-pub struct Pieces(String);
+/// `PIECE_MAX` bytes, cut at character boundaries; and who to tell once the
+/// loop has turned. Dropped without reaching JS (Node shutting down), it drops
+/// `done`, which tells the reader as well.
+pub struct Pieces {
+    text: String,
+    done: oneshot::Sender<()>,
+    completions: Completions,
+}
 
 impl ToNapiValue for Pieces {
     unsafe fn to_napi_value(env: sys::napi_env, pieces: Self) -> Result<sys::napi_value> {
+        let Pieces {
+            text,
+            done,
+            completions,
+        } = pieces;
+        // On the JS thread, just before the dispatcher runs with these pieces.
+        lock(&completions).push_back(done);
         let mut array = std::ptr::null_mut();
         // SAFETY: plain Node-API calls on the current env.
         check_status!(unsafe { sys::napi_create_array(env, &mut array) })?;
-        let mut rest = pieces.0.as_str();
+        let mut rest = text.as_str();
         let mut index = 0;
         while !rest.is_empty() {
             let mut end = rest.len().min(PIECE_MAX);
@@ -48,6 +77,10 @@ impl ToNapiValue for Pieces {
         }
         Ok(array)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 type Dispatch = ThreadsafeFunction<Pieces, (), Pieces, Status, false>;
@@ -65,6 +98,7 @@ pub struct JsOutputListener {
     name: &'static str,
     dispatch: Dispatch,
     failure: Arc<Failure>,
+    completions: Completions,
 }
 
 /// A callback threw: which one, and a holder whose `value` is what it threw.
@@ -82,7 +116,28 @@ impl JsOutputListener {
         let user = user.create_ref()?;
         let failure = Arc::new(Failure::default());
         let seen = Arc::clone(&failure);
+        let completions = Completions::default();
+        let completed = Arc::clone(&completions);
+        // Reports the oldest delivery done: called by `setImmediate`, once per delivery.
+        let complete = env.create_function_from_closure::<(), (), _>("completeDelivery", move |_| {
+            if let Some(done) = lock(&completed).pop_front() {
+                let _ = done.send(());
+            }
+            Ok(())
+        })?;
+        let complete = complete.create_ref()?;
+        let global: JsGlobal = env.get_global()?;
+        let set_immediate: Function<Unknown, Unknown> = global.get_named_property("setImmediate")?;
+        let set_immediate = set_immediate.create_ref()?;
+        let completing = Arc::clone(&completions);
         let dispatcher = env.create_function_from_closure::<Object, (), _>(name, move |ctx| {
+            // First, whatever the callback does: the delivery is done on the loop's next turn.
+            let scheduled = schedule(ctx.env, &set_immediate, &complete);
+            if scheduled.is_err()
+                && let Some(done) = lock(&completing).pop_front()
+            {
+                let _ = done.send(());
+            }
             let pieces: Object = ctx.get(0)?;
             let user = user.borrow_back(ctx.env)?;
             for i in 0..pieces.get_array_length()? {
@@ -106,8 +161,23 @@ impl JsOutputListener {
             name,
             dispatch,
             failure,
+            completions,
         })
     }
+}
+
+/// `setImmediate(complete)`.
+fn schedule(
+    env: &Env,
+    set_immediate: &FunctionRef<Unknown, Unknown>,
+    complete: &FunctionRef<(), ()>,
+) -> Result<()> {
+    let set_immediate = set_immediate.borrow_back(env)?;
+    let complete = complete.borrow_back(env)?;
+    // SAFETY: a function value of the current env.
+    let complete = unsafe { Unknown::from_napi_value(env.raw(), complete.raw() as napi_value) }?;
+    set_immediate.call(complete)?;
+    Ok(())
 }
 
 /// Calls `function(arg)`; `Err` holds exactly what it threw (napi-rs's own `call`
@@ -150,16 +220,17 @@ impl OutputListener for JsOutputListener {
     type Error = CallbackError;
     type Delivery = Pin<Box<dyn Future<Output = std::result::Result<(), CallbackError>> + Send>>;
 
-    /// Queues `text` for the JS thread at once; resolves when the dispatcher ran.
+    /// Queues `text` for the JS thread at once; resolves when the dispatcher ran
+    /// and the event loop turned once more (see the module docs).
     fn deliver(&self, text: String) -> Self::Delivery {
-        let (done, finished) = tokio::sync::oneshot::channel();
-        let status = self.dispatch.call_with_return_value(
-            Pieces(text),
-            ThreadsafeFunctionCallMode::NonBlocking,
-            move |_: Result<()>, _env| {
-                let _ = done.send(());
-                Ok(())
+        let (done, finished) = oneshot::channel();
+        let status = self.dispatch.call(
+            Pieces {
+                text,
+                done,
+                completions: Arc::clone(&self.completions),
             },
+            ThreadsafeFunctionCallMode::NonBlocking,
         );
         let failure = Arc::clone(&self.failure);
         let name = self.name;
