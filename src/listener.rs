@@ -119,15 +119,17 @@ impl JsOutputListener {
         let completions = Completions::default();
         let completed = Arc::clone(&completions);
         // Reports the oldest delivery done: called by `setImmediate`, once per delivery.
-        let complete = env.create_function_from_closure::<(), (), _>("completeDelivery", move |_| {
-            if let Some(done) = lock(&completed).pop_front() {
-                let _ = done.send(());
-            }
-            Ok(())
-        })?;
+        let complete =
+            env.create_function_from_closure::<(), (), _>("completeDelivery", move |_| {
+                if let Some(done) = lock(&completed).pop_front() {
+                    let _ = done.send(());
+                }
+                Ok(())
+            })?;
         let complete = complete.create_ref()?;
         let global: JsGlobal = env.get_global()?;
-        let set_immediate: Function<Unknown, Unknown> = global.get_named_property("setImmediate")?;
+        let set_immediate: Function<Unknown, Unknown> =
+            global.get_named_property("setImmediate")?;
         let set_immediate = set_immediate.create_ref()?;
         let completing = Arc::clone(&completions);
         let dispatcher = env.create_function_from_closure::<Object, (), _>(name, move |ctx| {
