@@ -6,9 +6,12 @@
 //   thread's live jobs (each thread loads its own copy of this module, so a worker thread's
 //   exit kills that thread's jobs only).
 // * SIGTERM, SIGINT or SIGHUP with no handler of the application's: while jobs are live we
-//   listen for them; if ours is the only listener we kill the jobs, remove our listeners and
-//   re-raise the signal, so Node dies of it as it would have. If the application has its own
-//   handler, what happens is its call.
+//   listen for them; if no listener is the application's we kill the jobs, remove our
+//   listeners and re-raise the signal, so Node dies of it as it would have. If the application
+//   has its own handler, what happens is its call. Cooperative listeners are not the
+//   application's: ours (any copy, native or JS: marked with a registry symbol) and
+//   signal-exit's (counted in its global emitter), which step back while others listen.
+//   As PID 1 a re-raised signal does nothing, so Node exits with 128 + the signal's number.
 // * SIGKILL: nothing runs in a SIGKILLed process; only the native implementation has a
 //   watchdog for that.
 
@@ -17,6 +20,9 @@ const { constants: { signals: SIGNAL_NUMBERS } } = require('node:os')
 const { killGroupNow } = require('./terminate.js')
 
 const FORWARDED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP']
+/** The mark on every copy's signal listener (the same key as the native implementation's). */
+const COOPERATIVE_MARK = Symbol.for('@helios-project/local-worker: cooperative signal listener')
+const SIGNAL_EXIT_EMITTER = Symbol.for('signal-exit emitter')
 
 /** Process groups of this thread's jobs, from spawn until their leftovers are handled. */
 const groups = new Set()
@@ -56,6 +62,7 @@ function jobFinished() {
 
 function installSignalListener() {
   const listener = (signal) => onTerminationSignal(signal)
+  listener[COOPERATIVE_MARK] = true
   for (const signal of FORWARDED_SIGNALS) process.on(signal, listener)
   signalListener = listener
 }
@@ -66,10 +73,25 @@ function removeSignalListener() {
   for (const signal of FORWARDED_SIGNALS) process.off(signal, listener)
 }
 
+/** Live instances of signal-exit (v4 in a global, v3 on process); each listens to the signal. */
+function signalExitInstances() {
+  const count = (emitter) => (typeof emitter?.count === 'number' ? emitter.count : 0)
+  return count(globalThis[SIGNAL_EXIT_EMITTER]) + count(process.__signal_exit_emitter__)
+}
+
+function applicationListeners(signal) {
+  const ours = process.listeners(signal).filter((listener) => listener[COOPERATIVE_MARK] === true).length
+  return process.listenerCount(signal) - ours - signalExitInstances()
+}
+
 function onTerminationSignal(signal) {
-  if (process.listenerCount(signal) > 1) return
+  if (applicationListeners(signal) > 0) return
   killAll()
   removeSignalListener()
+  if (process.pid === 1) {
+    // A namespace's init ignores a default-action signal: end as a shell would report it.
+    process.exit(128 + (SIGNAL_NUMBERS[signal] ?? 1))
+  }
   // With no listener left, Node restores the default action: the re-raised signal ends the
   // process exactly as it would have without us.
   try {

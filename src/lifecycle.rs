@@ -7,9 +7,24 @@
 //! * `process.exit()` or an uncaught exception: a `process.on('exit')` listener
 //!   (Node runs no cleanup hook then);
 //! * SIGTERM, SIGINT or SIGHUP with no handler of the application's: while jobs
-//!   are live we listen for them; if ours is the only listener we kill the jobs,
-//!   remove our listeners and re-raise the signal, so Node dies of it as it
+//!   are live we listen for them; if no listener is the application's we kill the
+//!   jobs, remove our listeners and re-raise the signal, so Node dies of it as it
 //!   would have. If the application has its own handler, what happens is its call.
+//!
+//! "The application's" is every listener except the cooperative ones: ours (any
+//! copy of this addon: each marks its listener with a registry symbol) and
+//! signal-exit's (execa's `cleanup`, many CLIs), whose instances signal-exit counts
+//! in a global (`globalThis[Symbol.for('signal-exit emitter')].count`, and
+//! `process.__signal_exit_emitter__.count` for v3). Both step back while another
+//! listener exists and re-raise when they are the last; counting only "other
+//! listeners" made each side wait for the other and Node ignored the signal.
+//! Subtracting them composes: whichever runs first acts, removes itself, and the
+//! others see the count they expect.
+//!
+//! Node as PID 1 (a container without an init): a signal with the default action
+//! does nothing to a namespace's init, so re-raising would leave Node running with
+//! its jobs killed. There we end Node ourselves with 128 + the signal's number, the
+//! status a shell reports for death by that signal.
 
 use std::cell::RefCell;
 
@@ -19,7 +34,15 @@ use napi::bindgen_prelude::*;
 
 use crate::events;
 
-const FORWARDED_SIGNALS: [&str; 3] = ["SIGTERM", "SIGINT", "SIGHUP"];
+const FORWARDED_SIGNALS: [(&str, i32); 3] = [
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGINT", libc::SIGINT),
+    ("SIGHUP", libc::SIGHUP),
+];
+/// Marks the signal listeners of every copy of this addon as cooperative.
+const COOPERATIVE_MARK: &str = "@helios-project/local-worker: cooperative signal listener";
+/// Where signal-exit v4 keeps its emitter, whose `count` is its live instances.
+const SIGNAL_EXIT_EMITTER: &str = "signal-exit emitter";
 
 thread_local! {
     /// One Node environment per JS thread: its hooks and live-job count.
@@ -90,17 +113,19 @@ fn install_signal_listener(env: &Env) -> Result<()> {
             let signal: String = ctx.get(0)?;
             on_termination_signal(ctx.env, owner, &signal)
         })?;
-    for signal in FORWARDED_SIGNALS {
+    let marked = Object::from_raw(env.raw(), listener.raw());
+    mark_cooperative(env, &marked)?;
+    for (signal, _) in FORWARDED_SIGNALS {
         call_process_method(env, "on", signal, listener.to_unknown())?;
     }
-    let listener = Object::from_raw(env.raw(), listener.raw()).create_ref()?;
+    let listener = marked.create_ref()?;
     LOCAL.with(|l| l.borrow_mut().signal_listener = Some(listener));
     Ok(())
 }
 
 fn remove_signal_listener(env: &Env, listener: ObjectRef<false>) {
     if let Ok(function) = listener.get_value(env) {
-        for signal in FORWARDED_SIGNALS {
+        for (signal, _) in FORWARDED_SIGNALS {
             let _ = call_process_method(env, "off", signal, function.to_unknown());
         }
     }
@@ -109,20 +134,92 @@ fn remove_signal_listener(env: &Env, listener: ObjectRef<false>) {
 
 fn on_termination_signal(env: &Env, owner: Owner, signal: &str) -> Result<()> {
     let process = process(env)?;
-    let count: Function<&str, u32> = process.get_named_property("listenerCount")?;
-    if count.apply(process, signal)? > 1 {
+    if application_listeners(env, &process, signal)? > 0 {
         return Ok(());
     }
     registry::signal_all(owner, libc::SIGKILL);
     if let Some(listener) = LOCAL.with(|l| l.borrow_mut().signal_listener.take()) {
         remove_signal_listener(env, listener);
     }
+    let pid: u32 = process.get_named_property("pid")?;
+    if pid == 1 {
+        // An init ignores a default-action signal: end as a shell would report it.
+        let number = FORWARDED_SIGNALS
+            .iter()
+            .find(|(name, _)| *name == signal)
+            .map_or(libc::SIGTERM, |&(_, n)| n);
+        let exit: Function<i32, Unknown> = process.get_named_property("exit")?;
+        exit.apply(process, 128 + number)?;
+        return Ok(());
+    }
     // With no listener left, Node restores the default action: the re-raised
     // signal ends the process exactly as it would have without us.
-    let pid: u32 = process.get_named_property("pid")?;
     let kill: Function<FnArgs<(u32, &str)>, Unknown> = process.get_named_property("kill")?;
     kill.apply(process, FnArgs::from((pid, signal)))?;
     Ok(())
+}
+
+/// Listeners of `signal` that are neither ours (any copy) nor signal-exit's.
+fn application_listeners(env: &Env, process: &Object, signal: &str) -> Result<i64> {
+    let listeners: Function<&str, Object> = process.get_named_property("listeners")?;
+    let listeners = listeners.apply(*process, signal)?;
+    let mark = symbol_for(env, COOPERATIVE_MARK)?;
+    let mut count = 0i64;
+    for i in 0..listeners.get_array_length()? {
+        let listener: Unknown = listeners.get_element(i)?;
+        let ours = listener.get_type()? == ValueType::Function && {
+            let listener = Object::from_raw(env.raw(), listener.raw());
+            listener.get_property::<_, Unknown>(mark)?.get_type()? == ValueType::Boolean
+        };
+        if !ours {
+            count += 1;
+        }
+    }
+    let global: JsGlobal = env.get_global()?;
+    let v4 = global.get_property::<_, Unknown>(symbol_for(env, SIGNAL_EXIT_EMITTER)?)?;
+    let v3 = process.get_named_property::<Unknown>("__signal_exit_emitter__")?;
+    Ok(count - instance_count(env, v4)? - instance_count(env, v3)?)
+}
+
+/// `emitter.count` of a signal-exit emitter, or 0 when there is none.
+fn instance_count(env: &Env, emitter: Unknown) -> Result<i64> {
+    if emitter.get_type()? != ValueType::Object {
+        return Ok(0);
+    }
+    let emitter = Object::from_raw(env.raw(), emitter.raw());
+    let count: Unknown = emitter.get_named_property("count")?;
+    if count.get_type()? != ValueType::Number {
+        return Ok(0);
+    }
+    // SAFETY: a number value of the current env.
+    let count = unsafe { f64::from_napi_value(env.raw(), count.raw()) }?;
+    Ok(count as i64)
+}
+
+/// `listener[Symbol.for(COOPERATIVE_MARK)] = true`.
+fn mark_cooperative(env: &Env, listener: &Object) -> Result<()> {
+    let mark = symbol_for(env, COOPERATIVE_MARK)?;
+    let mut yes = std::ptr::null_mut();
+    // SAFETY: plain Node-API calls with valid handles of the current env.
+    unsafe {
+        check_status!(napi::sys::napi_get_boolean(env.raw(), true, &mut yes))?;
+        check_status!(napi::sys::napi_set_property(
+            env.raw(),
+            listener.raw(),
+            mark.raw(),
+            yes
+        ))
+    }
+}
+
+/// `Symbol.for(key)`: the same symbol in every copy of the addon and every realm.
+fn symbol_for<'env>(env: &'env Env, key: &str) -> Result<Unknown<'env>> {
+    let global: JsGlobal = env.get_global()?;
+    // `Symbol` is a function: read it untyped, then use it as the object it also is.
+    let symbol: Unknown = global.get_named_property("Symbol")?;
+    let symbol = Object::from_raw(env.raw(), symbol.raw());
+    let symbol_for: Function<&str, Unknown> = symbol.get_named_property("for")?;
+    symbol_for.apply(symbol, key)
 }
 
 fn process(env: &Env) -> Result<Object<'_>> {
