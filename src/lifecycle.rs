@@ -25,8 +25,14 @@
 //! does nothing to a namespace's init, so re-raising would leave Node running with
 //! its jobs killed. There we end Node ourselves with 128 + the signal's number, the
 //! status a shell reports for death by that signal.
+//!
+//! And one thing no hook can do: when Node is SIGKILLed, only the core's watchdog
+//! process kills the jobs. If it is not running, the core says why; we poll that
+//! on the JS thread as jobs start and settle and emit one process warning,
+//! `LOCAL_WORKER_NO_WATCHDOG`, per Node process.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use local_worker_core::registry::{self, Owner};
 use napi::JsGlobal;
@@ -43,6 +49,13 @@ const FORWARDED_SIGNALS: [(&str, i32); 3] = [
 const COOPERATIVE_MARK: &str = "@helios-project/local-worker: cooperative signal listener";
 /// Where signal-exit v4 keeps its emitter, whose `count` is its live instances.
 const SIGNAL_EXIT_EMITTER: &str = "signal-exit emitter";
+
+/// The `code` of the warning that the SIGKILL watchdog is not running.
+const NO_WATCHDOG: &str = "LOCAL_WORKER_NO_WATCHDOG";
+
+/// Whether that warning was emitted: once per process, whichever environment
+/// (main or worker thread) sees the failure first.
+static WARNED_NO_WATCHDOG: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// One Node environment per JS thread: its hooks and live-job count.
@@ -80,6 +93,7 @@ pub fn watch_env(env: &Env) -> Result<()> {
 
 /// A job started on this environment: listen for termination signals while any runs.
 pub fn job_started(env: &Env) {
+    report_watchdog_failure(env);
     let install = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         l.live += 1;
@@ -92,6 +106,7 @@ pub fn job_started(env: &Env) {
 }
 
 pub fn job_finished(env: &Env) {
+    report_watchdog_failure(env);
     let remove = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         l.live = l.live.saturating_sub(1);
@@ -104,6 +119,30 @@ pub fn job_finished(env: &Env) {
     if let Some(listener) = remove {
         remove_signal_listener(env, listener);
     }
+}
+
+/// Emits the core's latest watchdog failure as a process warning, the first time
+/// only; later failures are taken and dropped (the application was told).
+fn report_watchdog_failure(env: &Env) {
+    let Some(failure) = registry::take_watchdog_failure() else {
+        return;
+    };
+    if WARNED_NO_WATCHDOG.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    // The jobs run either way; a warning that cannot be emitted loses only itself.
+    let _ = emit_warning(env, &failure, NO_WATCHDOG);
+}
+
+/// `process.emitWarning(message, { code })`.
+fn emit_warning(env: &Env, message: &str, code: &str) -> Result<()> {
+    let process = process(env)?;
+    let emit: Function<FnArgs<(&str, Object)>, Unknown> =
+        process.get_named_property("emitWarning")?;
+    let mut options = Object::new(env)?;
+    options.set_named_property("code", code)?;
+    emit.apply(process, FnArgs::from((message, options)))?;
+    Ok(())
 }
 
 fn install_signal_listener(env: &Env) -> Result<()> {

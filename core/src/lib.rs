@@ -45,7 +45,10 @@
 //!   was slow to be scheduled loses nothing.
 //! * **Registry** ([`registry`]) lists the groups of live jobs so that the host can
 //!   kill them all when it exits, and keeps a [`watchdog`] process informed, which
-//!   kills them when the host dies without running any code (SIGKILL).
+//!   kills them when the host dies without running any code (SIGKILL). When no
+//!   watchdog can run (no POSIX shell, or it died), the jobs still run; the host
+//!   learns why from [`registry::take_watchdog_failure`], and a new one is tried
+//!   later (at most every 30 s).
 //!
 //! # Caveats
 //!

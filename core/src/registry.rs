@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Keeper, RETRY_EVERY, SHELLS};
 
 /// Who started a job: the host's own id for its environment (a Node worker thread
 /// ending must kill its own jobs, not those of the main thread).
@@ -12,35 +12,24 @@ pub type Owner = u64;
 
 static LIVE: Mutex<Live> = Mutex::new(Live {
     groups: BTreeMap::new(),
-    watchdog: None,
-    watchdog_failed: false,
+    watchdog: Keeper::new(SHELLS, RETRY_EVERY),
 });
 
 struct Live {
     groups: BTreeMap<i32, Owner>,
-    watchdog: Option<Watchdog>,
-    /// Spawning the watchdog failed once: do not try for every job.
-    watchdog_failed: bool,
+    watchdog: Keeper,
 }
 
 impl Live {
-    /// Keeps the watchdog's list in step with ours; a watchdog that cannot be
-    /// told is dropped (its protection is lost, the jobs are not).
+    /// Keeps the watchdog's list in step with ours. A watchdog that cannot be
+    /// started or told loses its protection, not the jobs: the keeper records
+    /// why (see [`take_watchdog_failure`]) and tries again later.
     fn tell_watchdog(&mut self, pgid: i32, added: bool) {
         if pgid <= 0 {
             return;
         }
-        if self.watchdog.is_none() && added && !self.watchdog_failed {
-            match Watchdog::spawn() {
-                Ok(watchdog) => self.watchdog = Some(watchdog),
-                Err(_) => self.watchdog_failed = true,
-            }
-        }
-        if let Some(watchdog) = &mut self.watchdog
-            && watchdog.send(pgid, added).is_err()
-        {
-            self.watchdog = None;
-        }
+        let listed = self.groups.keys().copied().filter(|&g| g > 0);
+        self.watchdog.update(pgid, added, listed);
     }
 }
 
@@ -84,9 +73,16 @@ pub fn live_count(owner: Owner) -> usize {
     live().groups.values().filter(|&&o| o == owner).count()
 }
 
-/// Pid of the watchdog process, once one runs.
+/// Pid of the watchdog process, while one runs.
 pub fn watchdog_pid() -> Option<u32> {
-    live().watchdog.as_ref().map(Watchdog::pid)
+    live().watchdog.pid()
+}
+
+/// Why the SIGKILL watchdog is not running, once per failure: the host polls
+/// this (the Node binding on its JS thread, as jobs start and settle) and
+/// reports it. `None` when nothing new failed since the last call.
+pub fn take_watchdog_failure() -> Option<String> {
+    live().watchdog.take_failure()
 }
 
 fn live() -> std::sync::MutexGuard<'static, Live> {

@@ -144,7 +144,7 @@ fn spawn_posix(spec: &JobSpec, program: &Path, env: &Environment) -> io::Result<
 }
 
 /// Session of its own, default signal actions, empty signal mask.
-fn leader_attributes() -> io::Result<Attributes> {
+pub(crate) fn leader_attributes() -> io::Result<Attributes> {
     let mut attributes = Attributes::new()?;
     attributes.set_sigdefault(&posix_spawn::all_signals())?;
     attributes.set_sigmask(&posix_spawn::empty_sigset())?;
@@ -160,7 +160,7 @@ fn leader_attributes() -> io::Result<Attributes> {
 /// spawned meanwhile inherits them. Both are kept above 2: a write end that were
 /// fd 0 would be clobbered by the `/dev/null` open, and one that were already
 /// fd 1 or 2 would keep close-on-exec through a no-op `dup2` on glibc < 2.29.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: a valid array of two descriptors for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
