@@ -58,6 +58,12 @@ fn processes_with(marker: &str) -> Vec<i32> {
         .collect()
 }
 
+/// A marker unique to this test process: concurrent runs (other checkouts) must not
+/// see each other's processes.
+fn marker(name: &str) -> String {
+    format!("lw-core-{name}-marker-{}", std::process::id())
+}
+
 /// A grandchild that runs until killed, findable by `marker` in its command line.
 fn looping_grandchild(marker: &str) -> String {
     format!("sh -c 'while :; do sleep 1; done' {marker} &")
@@ -92,7 +98,7 @@ async fn listener_sees_split_character_joined() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_kills_the_whole_group_even_when_sigterm_is_ignored() {
-    let marker = "lw-core-timeout-marker";
+    let marker = &marker("timeout");
     let mut spec = sh(&format!(
         "trap '' TERM; {} echo started; wait",
         looping_grandchild(marker)
@@ -111,7 +117,7 @@ async fn timeout_kills_the_whole_group_even_when_sigterm_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftovers_in_the_group_are_terminated_when_the_leader_exits() {
-    let marker = "lw-core-leftover-marker";
+    let marker = &marker("leftover");
     let started = Instant::now();
     let report = run_plain(sh(&format!("{} echo done", looping_grandchild(marker)))).await;
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -121,7 +127,7 @@ async fn leftovers_in_the_group_are_terminated_when_the_leader_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftovers_can_be_left_alone() {
-    let marker = "lw-core-left-alone-marker";
+    let marker = &marker("left-alone");
     let mut spec = sh(&format!("{} echo done", looping_grandchild(marker)));
     spec.kill_leftovers = false;
     let started = Instant::now();
