@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use local_worker_core::job::Listeners;
-use local_worker_core::{Ending, JobReport, JobSpec, OutputListener, SpawnError, group, run};
+use local_worker_core::{
+    Ending, JobReport, JobSpec, OutputListener, SpawnError, group, proc_scan, run,
+};
 
 /// Collects deliveries; fails on the `fail_on`-th one if asked.
 #[derive(Clone, Default)]
@@ -562,4 +564,41 @@ async fn a_busy_stream_gets_a_larger_pipe() {
     let report = run_plain(JobSpec::new("python3").args(["-c", code.as_str()])).await;
     assert_eq!(report.stdout.into_text().len(), 16 << 20);
     assert_eq!(report.stderr.into_text(), "1048576");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_groups_terminated_at_once_share_their_proc_scans() {
+    // Each group polled /proc on its own: N groups cost N full scans per poll round,
+    // done on the runtime's threads.
+    let count = 500;
+    let scans_before = proc_scan::scans_so_far();
+    let started = Instant::now();
+    let jobs: Vec<_> = (0..count)
+        .map(|_| {
+            let mut spec = sh("sleep 9 & sleep 9");
+            spec.timeout = Some(Duration::from_millis(300));
+            spec.kill_grace = Duration::from_secs(1);
+            tokio::spawn(run_plain(spec))
+        })
+        .collect();
+    let mut pgids = Vec::new();
+    for job in jobs {
+        let report = job.await.unwrap();
+        assert!(matches!(report.ending, Ending::TimedOut), "{report:?}");
+        assert_eq!(report.signal_name(), Some("SIGTERM"));
+        pgids.push(report.pid as i32);
+    }
+    let elapsed = started.elapsed();
+    let scans = proc_scan::scans_so_far() - scans_before;
+    let snapshot = proc_scan::scan().unwrap();
+    let left: Vec<_> = pgids
+        .iter()
+        .filter(|&&pgid| snapshot.has_live_member(pgid))
+        .collect();
+    assert!(left.is_empty(), "groups still live: {left:?}");
+    eprintln!("{count} groups terminated in {elapsed:?} with {scans} scans of /proc");
+    assert!(elapsed < Duration::from_millis(4500), "{elapsed:?}");
+    // About one scan per poll round for all of them (other tests of this binary
+    // may scan meanwhile), not one per group.
+    assert!(scans < count, "{scans} scans");
 }
