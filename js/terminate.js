@@ -4,7 +4,7 @@
 // Jobs are spawned with `detached: true`, so on POSIX the leader starts a session and a process
 // group of its own (pgid = its pid) that its descendants inherit; `process.kill(-pgid, sig)`
 // signals all of them. Members other than the leader give no exit event, so we poll: on Linux
-// /proc tells which processes of the group still run (zombies do not count: an init that never
+// /proc (one scan shared by all waiting groups: proc-scan.js) tells which processes of the group still run (zombies do not count: an init that never
 // reaps orphans would otherwise keep a group "alive" forever); elsewhere `kill(-pgid, 0)` tells
 // whether the group has any member at all.
 //
@@ -12,7 +12,7 @@
 // effort (a process whose parent already exited is no longer in the tree).
 
 const { spawn, spawnSync } = require('node:child_process')
-const { readdirSync, readFileSync } = require('node:fs')
+const { scan, snapshotSince, hasLiveMember } = require('./proc-scan.js')
 
 const isWindows = process.platform === 'win32'
 const isLinux = process.platform === 'linux'
@@ -40,31 +40,11 @@ function groupExists(pgid) {
   return signalGroup(pgid, 0) !== false
 }
 
-/** Whether a process of the group is still running (zombies do not count on Linux). */
+/** Whether a process of the group is still running (zombies do not count on Linux). Scans /proc now. */
 function hasLiveMembers(pgid) {
   if (!groupExists(pgid)) return false
   if (!isLinux) return true
-  let names
-  try {
-    names = readdirSync('/proc')
-  } catch {
-    return true
-  }
-  for (const name of names) {
-    const code = name.charCodeAt(0)
-    if (code < 48 || code > 57) continue
-    let stat
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'latin1')
-    } catch {
-      continue // It ended while we looked.
-    }
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ', 3)
-    const state = fields[0]
-    if (Number(fields[2]) === pgid && state !== 'Z' && state !== 'X') return true
-  }
-  return false
+  return hasLiveMember(scan(), pgid)
 }
 
 /**
@@ -83,10 +63,19 @@ async function terminateGroup(pgid, grace, leader) {
 
 async function waitUntilGone(pgid, leader, until) {
   if (leader && !(await leader.exited(until - now()))) return false
-  // Members other than the leader give no exit event: poll, quickly at first.
+  // Members other than the leader give no exit event: poll, quickly at first. Each round needs
+  // a view of /proc newer than the last one seen (the first: newer than now), shared with every
+  // other group being waited for.
+  let since = now()
   let pause = 1
   for (;;) {
-    if (!hasLiveMembers(pgid)) return true
+    // The cheap check first: no process at all in the group, not even a zombie.
+    if (!groupExists(pgid)) return true
+    if (isLinux) {
+      const snapshot = await snapshotSince(since)
+      if (!hasLiveMember(snapshot, pgid)) return true
+      since = snapshot.started + 1e-6
+    }
     const left = until - now()
     if (left <= 0) return false
     await sleep(Math.min(pause, left))

@@ -2,6 +2,8 @@
 
 use std::io;
 
+use crate::proc_scan;
+
 /// Sends `signal` to every process of group `pgid`. `Ok(false)`: the group is empty.
 pub fn signal(pgid: i32, signal: i32) -> io::Result<bool> {
     // SAFETY: plain syscall; a negative pid addresses the group.
@@ -21,33 +23,14 @@ pub fn exists(pgid: i32) -> bool {
 }
 
 /// Whether a process of the group is still running: zombies do not count, since an
-/// init that does not reap would otherwise keep a group "alive" forever.
+/// init that does not reap would otherwise keep a group "alive" forever. Scans `/proc`
+/// on the calling thread; code that waits for groups shares scans through
+/// [`proc_scan::snapshot_since`] instead.
 pub fn has_live_members(pgid: i32) -> bool {
     if !exists(pgid) {
         return false;
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    entries.flatten().any(|entry| {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            return false;
-        };
-        matches!(stat_of(pid), Some((state, pgrp)) if pgrp == pgid && state != 'Z' && state != 'X')
-    })
-}
-
-/// State letter and process group of `pid`, from `/proc/<pid>/stat`.
-fn stat_of(pid: i32) -> Option<(char, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+    proc_scan::scan().is_none_or(|snapshot| snapshot.has_live_member(pgid))
 }
 
 #[cfg(test)]
@@ -67,7 +50,8 @@ mod tests {
         assert!(has_live_members(pgid));
         assert!(signal(pgid, libc::SIGKILL).unwrap());
         // Killed but not yet reaped: a zombie, which does not count as live.
-        while stat_of(pgid).map(|(s, _)| s) != Some('Z') {
+        let stat = format!("/proc/{pgid}/stat");
+        while proc_scan::parse_stat(&std::fs::read(&stat).unwrap()).map(|(s, _)| s) != Some(b'Z') {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(exists(pgid));

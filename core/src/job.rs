@@ -127,8 +127,11 @@ where
         _ = timeout => Ending::TimedOut,
         _ = abort => Ending::Aborted,
     };
+    let mut gone = false;
     if !matches!(ending, Ending::Exited) {
-        terminate_group(pgid, spec.kill_grace, Some(&leader)).await;
+        gone = terminate_group(pgid, spec.kill_grace, Some(&leader))
+            .await
+            .gone;
     }
     // wait4 on our own exited child cannot fail; if it somehow did, an unknown
     // status is better than losing the job's output.
@@ -140,9 +143,11 @@ where
         ResourceUsage::default(),
     );
     let (status, usage) = leader.reap().unwrap_or(unknown);
-    // Once reaped, the pgid is held only by remaining members, so `exists` is
-    // cheap and exact in the common case of a group that ended with its leader.
-    if spec.kill_leftovers && group::exists(pgid) {
+    // A group just seen with no live member has nothing left to terminate: what
+    // pins its pgid now are zombies (orphans that init has not reaped yet). Otherwise,
+    // once reaped, the pgid is held only by remaining members, so `exists` is cheap
+    // and exact in the common case of a group that ended with its leader.
+    if spec.kill_leftovers && !gone && group::exists(pgid) {
         terminate_group(pgid, spec.kill_grace, None).await;
     }
     drop(registration);

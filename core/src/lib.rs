@@ -35,6 +35,9 @@
 //!   a grace period, and it returns only once no live member is left. It runs on
 //!   timeout, on abort, when an output listener fails, and — by default — when the
 //!   leader exits with members still running (container-like: nothing is left behind).
+//!   Members other than the leader give no exit event, so it polls `/proc`; every
+//!   group being waited for shares the same scans ([`proc_scan`]): terminating
+//!   1,000 groups at once costs about one scan per poll round, not 1,000.
 //! * **Output** ([`capture`]) is read as it arrives, kept up to a byte limit per stream
 //!   (the most recent bytes win; what was dropped is counted), decoded as UTF-8 across
 //!   read boundaries ([`decode`]) and handed to an optional [`OutputListener`] in
@@ -66,6 +69,7 @@ pub mod group;
 pub mod job;
 pub mod pipe_size;
 pub mod posix_spawn;
+pub mod proc_scan;
 pub mod reap;
 pub mod registry;
 pub mod resolve;

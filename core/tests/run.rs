@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use local_worker_core::job::Listeners;
-use local_worker_core::{Ending, JobReport, JobSpec, OutputListener, SpawnError, group, run};
+use local_worker_core::{
+    Ending, JobReport, JobSpec, OutputListener, SpawnError, group, proc_scan, run,
+};
 
 /// Collects deliveries; fails on the `fail_on`-th one if asked.
 #[derive(Clone, Default)]
@@ -58,6 +60,12 @@ fn processes_with(marker: &str) -> Vec<i32> {
         .collect()
 }
 
+/// A marker unique to this test process: concurrent runs (other checkouts) must not
+/// see each other's processes.
+fn marker(name: &str) -> String {
+    format!("lw-core-{name}-marker-{}", std::process::id())
+}
+
 /// A grandchild that runs until killed, findable by `marker` in its command line.
 fn looping_grandchild(marker: &str) -> String {
     format!("sh -c 'while :; do sleep 1; done' {marker} &")
@@ -92,7 +100,7 @@ async fn listener_sees_split_character_joined() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_kills_the_whole_group_even_when_sigterm_is_ignored() {
-    let marker = "lw-core-timeout-marker";
+    let marker = &marker("timeout");
     let mut spec = sh(&format!(
         "trap '' TERM; {} echo started; wait",
         looping_grandchild(marker)
@@ -111,7 +119,7 @@ async fn timeout_kills_the_whole_group_even_when_sigterm_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftovers_in_the_group_are_terminated_when_the_leader_exits() {
-    let marker = "lw-core-leftover-marker";
+    let marker = &marker("leftover");
     let started = Instant::now();
     let report = run_plain(sh(&format!("{} echo done", looping_grandchild(marker)))).await;
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -121,7 +129,7 @@ async fn leftovers_in_the_group_are_terminated_when_the_leader_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftovers_can_be_left_alone() {
-    let marker = "lw-core-left-alone-marker";
+    let marker = &marker("left-alone");
     let mut spec = sh(&format!("{} echo done", looping_grandchild(marker)));
     spec.kill_leftovers = false;
     let started = Instant::now();
@@ -556,4 +564,41 @@ async fn a_busy_stream_gets_a_larger_pipe() {
     let report = run_plain(JobSpec::new("python3").args(["-c", code.as_str()])).await;
     assert_eq!(report.stdout.into_text().len(), 16 << 20);
     assert_eq!(report.stderr.into_text(), "1048576");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_groups_terminated_at_once_share_their_proc_scans() {
+    // Each group polled /proc on its own: N groups cost N full scans per poll round,
+    // done on the runtime's threads.
+    let count = 500;
+    let scans_before = proc_scan::scans_so_far();
+    let started = Instant::now();
+    let jobs: Vec<_> = (0..count)
+        .map(|_| {
+            let mut spec = sh("sleep 9 & sleep 9");
+            spec.timeout = Some(Duration::from_millis(300));
+            spec.kill_grace = Duration::from_secs(1);
+            tokio::spawn(run_plain(spec))
+        })
+        .collect();
+    let mut pgids = Vec::new();
+    for job in jobs {
+        let report = job.await.unwrap();
+        assert!(matches!(report.ending, Ending::TimedOut), "{report:?}");
+        assert_eq!(report.signal_name(), Some("SIGTERM"));
+        pgids.push(report.pid as i32);
+    }
+    let elapsed = started.elapsed();
+    let scans = proc_scan::scans_so_far() - scans_before;
+    let snapshot = proc_scan::scan().unwrap();
+    let left: Vec<_> = pgids
+        .iter()
+        .filter(|&&pgid| snapshot.has_live_member(pgid))
+        .collect();
+    assert!(left.is_empty(), "groups still live: {left:?}");
+    eprintln!("{count} groups terminated in {elapsed:?} with {scans} scans of /proc");
+    assert!(elapsed < Duration::from_millis(4500), "{elapsed:?}");
+    // About one scan per poll round for all of them (other tests of this binary
+    // may scan meanwhile), not one per group.
+    assert!(scans < count, "{scans} scans");
 }
