@@ -104,11 +104,16 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** Runs Helios jobs as local processes. See README.md for the full semantics. */
 export declare class LocalWorkerAdapter {
-  /** `options` sets defaults for every job of this adapter; a job may override them. */
+  /**
+   * `options` sets defaults for every job of this adapter; a job may override them.
+   * Throws the TypeError/RangeError naming a malformed option, or exactly what a
+   * getter of `options` threw.
+   */
   constructor(options?: LocalWorkerOptions)
   /**
    * Runs `job`. Never throws: bad input, spawn failures, timeouts and aborts
-   * all reject the returned Promise.
+   * all reject the returned Promise, with any value JS threw at us exactly as
+   * thrown.
    */
   execute(job: WorkerJob): Promise<WorkerResult>
 }

@@ -10,7 +10,7 @@
 // Any object with a boolean `aborted` and `addEventListener`/`removeEventListener` methods is
 // accepted (Node's AbortSignal, or an EventTarget-based polyfill).
 
-const { abortError, inputError } = require('./errors.js')
+const { abortErrorOrOutcome, inputError } = require('./errors.js')
 
 /** signal -> { listener, jobs: Set<binding> }; the entry dies with the signal. */
 const fanouts = new WeakMap()
@@ -64,7 +64,7 @@ function subscribe(signal) {
   if (typeof aborted !== 'boolean' || typeof add !== 'function' || typeof remove !== 'function') {
     throw inputError('type', 'job.signal', 'must be an AbortSignal')
   }
-  if (aborted) return { error: abortError(signal.reason) }
+  if (aborted) return { error: abortErrorOrOutcome(signal.reason) }
   let entry = fanouts.get(signal)
   if (entry === undefined) {
     const jobs = new Set()

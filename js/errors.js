@@ -82,6 +82,26 @@ function callbackError(callback, thrown) {
   return error
 }
 
+/**
+ * Building the value a job settles with threw (a setter on `Error.prototype`, say): said so,
+ * with `cause` exactly what was thrown (defined, not assigned: no setter runs).
+ */
+function outcomeError(thrown) {
+  const error = codeError(Error, 'ERR_LOCAL_WORKER_OUTCOME',
+    "local-worker: the job's outcome could not be built: JS threw while it was built (the cause is what it threw)")
+  Object.defineProperty(error, 'cause', { value: thrown, writable: true, enumerable: true, configurable: true })
+  return error
+}
+
+/** `abortError(reason)`, or `outcomeError` if building it threw. Never throws. */
+function abortErrorOrOutcome(reason) {
+  try {
+    return abortError(reason)
+  } catch (thrown) {
+    return outcomeError(thrown)
+  }
+}
+
 /** The text of a stream could not become a JS string (only possible if V8's limit shrinks). */
 function stringError(bytes, cause) {
   const error = codeError(Error, 'ERR_STRING_TOO_LONG', `output of ${bytes} bytes cannot be returned as a JS string; lower maxBuffer`)
@@ -98,5 +118,7 @@ module.exports = {
   abortError,
   timeoutError,
   callbackError,
+  outcomeError,
+  abortErrorOrOutcome,
   stringError,
 }

@@ -8,7 +8,7 @@
 
 const { constants: { signals: SIGNAL_NUMBERS } } = require('node:os')
 
-const { abortError, callbackError, timeoutError } = require('./errors.js')
+const { abortError, abortErrorOrOutcome, callbackError, outcomeError, timeoutError } = require('./errors.js')
 const { formatNumber } = require('./format.js')
 const lifecycle = require('./lifecycle.js')
 const { OutputCapture } = require('./output.js')
@@ -119,7 +119,7 @@ class Job {
       this.state = 'settled'
       const reason = this.binding.detach()
       lifecycle.jobFinished()
-      this.reject(abortError(reason))
+      this.reject(abortErrorOrOutcome(reason))
       return
     }
     this.end('aborted')
@@ -214,7 +214,7 @@ class Job {
       if (resolves) this.resolve(target)
       else this.reject(target)
     } catch (failed) {
-      this.reject(failed)
+      this.reject(outcomeError(failed))
     }
   }
 

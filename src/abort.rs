@@ -21,12 +21,14 @@ use tokio::sync::oneshot;
 
 use crate::events;
 use crate::input::{InputError, thrown};
+use crate::js_error::{self, Failure};
 
-pub enum Subscription {
+pub enum Subscription<'env> {
     /// The job has no signal.
     None,
-    /// The signal was aborted before the job started: the AbortError to reject with.
-    AlreadyAborted(Error),
+    /// The signal was aborted before the job started, for this `reason` (whatever
+    /// it is: it becomes the AbortError's `cause` untouched).
+    AlreadyAborted(Unknown<'env>),
     /// `aborted` resolves when the signal fires; `binding` leaves the fan-out.
     Armed {
         aborted: AbortFuture,
@@ -68,14 +70,14 @@ pub struct AbortBinding {
     job: JobId,
 }
 
-pub fn subscribe(
-    env: &Env,
-    signal: Option<Object>,
-) -> std::result::Result<Subscription, InputError> {
+pub fn subscribe<'env>(
+    env: &'env Env,
+    signal: Option<Object<'env>>,
+) -> std::result::Result<Subscription<'env>, InputError<'env>> {
     let Some(signal) = signal else {
         return Ok(Subscription::None);
     };
-    let get = |name: &str| -> std::result::Result<Unknown, InputError> {
+    let get = |name: &str| -> std::result::Result<Unknown<'env>, InputError<'env>> {
         signal.get_named_property(name).map_err(|e| thrown(env, e))
     };
     let (aborted, add, remove) = (
@@ -91,12 +93,10 @@ pub fn subscribe(
     }
     // SAFETY: checked to be a boolean.
     if unsafe { bool::from_napi_value(env.raw(), aborted.raw()) }.map_err(|e| thrown(env, e))? {
-        let reason = get("reason")?;
-        let error = crate::output::abort_error(env, Some(reason)).map_err(|e| thrown(env, e))?;
-        return Ok(Subscription::AlreadyAborted(error));
+        return Ok(Subscription::AlreadyAborted(get("reason")?));
     }
 
-    let fanout = fanout_of(env, signal).map_err(|e| thrown(env, e))?;
+    let fanout = fanout_of(env, signal)?;
     let (fire, fired) = oneshot::channel::<()>();
     let job = next_id();
     FANOUTS.with(|f| {
@@ -120,26 +120,37 @@ pub fn subscribe(
     Ok(Subscription::Armed { aborted, binding })
 }
 
-/// The fan-out of `signal`, adding our listener to it if it has none yet.
-fn fanout_of(env: &Env, signal: Object) -> Result<FanoutId> {
-    let by_signal = weak_map(env)?;
+/// The fan-out of `signal`, adding our listener to it if it has none yet. A failure
+/// is exactly what JS threw (`addEventListener` is the user's code).
+fn fanout_of<'env>(env: &'env Env, signal: Object) -> std::result::Result<FanoutId, Failure<'env>> {
+    let api = |e| Failure::after(env, e);
+    let by_signal = weak_map(env).map_err(api)?;
     if let Some(entry) = entry_of(env, by_signal, signal)? {
-        return Ok(entry.get_named_property::<f64>("id")? as FanoutId);
+        return Ok(entry.get_named_property::<f64>("id").map_err(api)? as FanoutId);
     }
     let id = next_id();
-    let listener = env.create_function_from_closure::<(), (), _>("onJobsAbort", move |_| {
-        let waiting = FANOUTS.with(|f| f.borrow_mut().waiting.get_mut(&id).map(std::mem::take));
-        for (_, fire) in waiting.unwrap_or_default() {
-            let _ = fire.send(());
-        }
-        Ok(())
-    })?;
-    events::call(signal, "addEventListener", "abort", listener.to_unknown())?;
-    let mut entry = Object::new(env)?;
-    entry.set_named_property("listener", listener)?;
-    entry.set_named_property("id", id as f64)?;
-    let set: Function<FnArgs<(Object, Object)>, Unknown> = by_signal.get_named_property("set")?;
-    set.apply(by_signal, FnArgs::from((signal, entry)))?;
+    let listener = env
+        .create_function_from_closure::<(), (), _>("onJobsAbort", move |_| {
+            let waiting = FANOUTS.with(|f| f.borrow_mut().waiting.get_mut(&id).map(std::mem::take));
+            for (_, fire) in waiting.unwrap_or_default() {
+                let _ = fire.send(());
+            }
+            Ok(())
+        })
+        .map_err(api)?;
+    events::call(
+        env,
+        signal,
+        "addEventListener",
+        "abort",
+        listener.to_unknown(),
+    )?;
+    let mut entry = Object::new(env).map_err(api)?;
+    entry
+        .set_named_property("listener", listener)
+        .map_err(api)?;
+    entry.set_named_property("id", id as f64).map_err(api)?;
+    js_error::call_method(env, &by_signal, "set", &[signal.raw(), entry.raw()])?;
     FANOUTS.with(|f| f.borrow_mut().waiting.insert(id, HashMap::new()));
     Ok(id)
 }
@@ -149,10 +160,10 @@ fn entry_of<'env>(
     env: &'env Env,
     by_signal: Object,
     signal: Object,
-) -> Result<Option<Object<'env>>> {
-    let get: Function<Object, Unknown> = by_signal.get_named_property("get")?;
-    let entry = get.apply(by_signal, signal)?;
-    Ok((entry.get_type()? == ValueType::Object).then(|| Object::from_raw(env.raw(), entry.raw())))
+) -> std::result::Result<Option<Object<'env>>, Failure<'env>> {
+    let entry = js_error::call_method(env, &by_signal, "get", &[signal.raw()])?;
+    let kind = entry.get_type().map_err(|e| Failure::after(env, e))?;
+    Ok((kind == ValueType::Object).then(|| Object::from_raw(env.raw(), entry.raw())))
 }
 
 /// This environment's `WeakMap` from signals to our listener entries.
@@ -194,21 +205,22 @@ impl AbortBinding {
                 reason = signal.get_named_property::<Unknown>("reason").ok();
             }
         }
-        // A throwing removeEventListener or getter must not leak into the next JS call.
-        let _ = crate::js_error::take_pending_exception(env);
+        // A throwing removeEventListener or getter must not leak into the next JS call
+        // (nor be looked at: it may be a Symbol or a revoked Proxy).
+        js_error::clear_pending_exception(env);
         let _ = self.signal.unref(env);
         reason
     }
 }
 
-fn remove_listener(env: &Env, signal: Object) -> Result<()> {
-    let by_signal = weak_map(env)?;
+fn remove_listener<'env>(env: &'env Env, signal: Object) -> std::result::Result<(), Failure<'env>> {
+    let api = |e| Failure::after(env, e);
+    let by_signal = weak_map(env).map_err(api)?;
     let Some(entry) = entry_of(env, by_signal, signal)? else {
         return Ok(());
     };
-    let listener: Unknown = entry.get_named_property("listener")?;
-    events::call(signal, "removeEventListener", "abort", listener)?;
-    let delete: Function<Object, Unknown> = by_signal.get_named_property("delete")?;
-    delete.apply(by_signal, signal)?;
+    let listener: Unknown = entry.get_named_property("listener").map_err(api)?;
+    events::call(env, signal, "removeEventListener", "abort", listener)?;
+    js_error::call_method(env, &by_signal, "delete", &[signal.raw()])?;
     Ok(())
 }

@@ -11,32 +11,43 @@ use local_worker_core::spec::MAX_BUFFER_LIMIT;
 use local_worker_core::{JobSpec, SpecError, SpecErrorKind};
 use napi::bindgen_prelude::*;
 
-use crate::js_error::{self, ErrorClass};
+use crate::js_error::{self, ErrorClass, Failure};
 use crate::listener::JsOutputListener;
 
 /// Longest accepted duration, as for Node's timers (about 24.8 days).
 const MAX_MS: f64 = 2_147_483_647.0;
 
-/// A job that cannot run: malformed, or a getter of it threw.
-pub enum InputError {
+/// A job (or options) that cannot be used: malformed, or JS threw while we read it
+/// (a getter, a proxy trap, a method of the signal): then exactly what it threw.
+pub enum InputError<'env> {
     Spec(SpecError),
-    Thrown(Error),
+    Js(Failure<'env>),
 }
 
-impl From<SpecError> for InputError {
+impl From<SpecError> for InputError<'_> {
     fn from(err: SpecError) -> Self {
         InputError::Spec(err)
     }
 }
 
-impl InputError {
-    /// The napi error that rejects with the JS error object this input error stands for.
-    pub fn into_napi(self, env: &Env) -> Error {
+impl<'env> From<Failure<'env>> for InputError<'env> {
+    fn from(failure: Failure<'env>) -> Self {
+        InputError::Js(failure)
+    }
+}
+
+impl<'env> InputError<'env> {
+    /// The value to reject (or throw) with: the `TypeError`/`RangeError` naming the
+    /// field, or exactly what JS threw.
+    pub fn into_value(self, env: &'env Env) -> Unknown<'env> {
         match self {
-            InputError::Thrown(err) => err,
+            InputError::Js(failure) => failure.into_value(env),
             InputError::Spec(spec) => match spec_error_object(env, &spec) {
-                Ok(object) => js_error::into_rejection(object),
-                Err(err) => err,
+                Ok(object) => object.to_unknown(),
+                Err(err) => {
+                    let thrown = js_error::take_thrown_value(env);
+                    js_error::unbuilt(env, &err, thrown)
+                }
             },
         }
     }
@@ -63,7 +74,10 @@ pub struct AdapterDefaults {
 }
 
 impl AdapterDefaults {
-    pub fn parse(env: &Env, options: Unknown) -> std::result::Result<Self, InputError> {
+    pub fn parse<'env>(
+        env: &'env Env,
+        options: Unknown<'env>,
+    ) -> std::result::Result<Self, InputError<'env>> {
         // The core's defaults, as a fresh spec carries them.
         let spec = JobSpec::new(String::new());
         let builtin = AdapterDefaults {
@@ -89,7 +103,7 @@ pub fn parse_job<'env>(
     env: &'env Env,
     job: Unknown<'env>,
     defaults: &AdapterDefaults,
-) -> std::result::Result<ParsedJob<'env>, InputError> {
+) -> std::result::Result<ParsedJob<'env>, InputError<'env>> {
     let fields = Fields::of(env, job, "job", false)?.expect("required");
     let command = fields
         .string("command")?
@@ -141,7 +155,7 @@ impl<'env> Fields<'env> {
         value: Unknown<'env>,
         prefix: &'static str,
         optional: bool,
-    ) -> std::result::Result<Option<Self>, InputError> {
+    ) -> std::result::Result<Option<Self>, InputError<'env>> {
         match value.get_type().map_err(|e| thrown(env, e))? {
             ValueType::Object => {
                 let object = Object::from_raw(env.raw(), value.raw());
@@ -171,7 +185,7 @@ impl<'env> Fields<'env> {
     fn get(
         &self,
         name: &str,
-    ) -> std::result::Result<Option<(Unknown<'env>, ValueType)>, InputError> {
+    ) -> std::result::Result<Option<(Unknown<'env>, ValueType)>, InputError<'env>> {
         let value: Unknown = self
             .object
             .get_named_property(name)
@@ -182,11 +196,11 @@ impl<'env> Fields<'env> {
         }
     }
 
-    fn string(&self, name: &str) -> std::result::Result<Option<String>, InputError> {
+    fn string(&self, name: &str) -> std::result::Result<Option<String>, InputError<'env>> {
         self.typed(name, ValueType::String, "a string")
     }
 
-    fn string_array(&self, name: &str) -> std::result::Result<Vec<String>, InputError> {
+    fn string_array(&self, name: &str) -> std::result::Result<Vec<String>, InputError<'env>> {
         let path = self.path(name);
         let Some((value, kind)) = self.get(name)? else {
             return Ok(Vec::new());
@@ -212,7 +226,7 @@ impl<'env> Fields<'env> {
     fn string_map(
         &self,
         name: &str,
-    ) -> std::result::Result<Vec<(String, Option<String>)>, InputError> {
+    ) -> std::result::Result<Vec<(String, Option<String>)>, InputError<'env>> {
         let path = self.path(name);
         let Some((value, kind)) = self.get(name)? else {
             return Ok(Vec::new());
@@ -238,14 +252,14 @@ impl<'env> Fields<'env> {
     }
 
     /// A finite, non-negative number of milliseconds.
-    fn millis(&self, name: &str) -> std::result::Result<Option<Duration>, InputError> {
+    fn millis(&self, name: &str) -> std::result::Result<Option<Duration>, InputError<'env>> {
         Ok(self
             .checked_millis(name)?
             .map(|ms| Duration::from_secs_f64(ms / 1000.0)))
     }
 
     /// A finite number of milliseconds from 0 to the timer limit, as given.
-    fn checked_millis(&self, name: &str) -> std::result::Result<Option<f64>, InputError> {
+    fn checked_millis(&self, name: &str) -> std::result::Result<Option<f64>, InputError<'env>> {
         let path = self.path(name);
         let Some(ms) = self.number(name)? else {
             return Ok(None);
@@ -260,11 +274,11 @@ impl<'env> Fields<'env> {
         Ok(Some(ms))
     }
 
-    fn number(&self, name: &str) -> std::result::Result<Option<f64>, InputError> {
+    fn number(&self, name: &str) -> std::result::Result<Option<f64>, InputError<'env>> {
         self.typed(name, ValueType::Number, "a number")
     }
 
-    fn boolean(&self, name: &str) -> std::result::Result<Option<bool>, InputError> {
+    fn boolean(&self, name: &str) -> std::result::Result<Option<bool>, InputError<'env>> {
         self.typed(name, ValueType::Boolean, "a boolean")
     }
 
@@ -274,7 +288,7 @@ impl<'env> Fields<'env> {
         name: &str,
         kind: ValueType,
         what: &str,
-    ) -> std::result::Result<Option<T>, InputError> {
+    ) -> std::result::Result<Option<T>, InputError<'env>> {
         match self.get(name)? {
             None => Ok(None),
             Some((value, found)) if found == kind => {
@@ -290,7 +304,7 @@ impl<'env> Fields<'env> {
     fn listener(
         &self,
         name: &'static str,
-    ) -> std::result::Result<Option<JsOutputListener>, InputError> {
+    ) -> std::result::Result<Option<JsOutputListener>, InputError<'env>> {
         match self.get(name)? {
             None => Ok(None),
             Some((value, ValueType::Function)) => JsOutputListener::new(self.env, name, value)
@@ -304,7 +318,7 @@ impl<'env> Fields<'env> {
         &self,
         name: &str,
         problem: &str,
-    ) -> std::result::Result<Option<Object<'env>>, InputError> {
+    ) -> std::result::Result<Option<Object<'env>>, InputError<'env>> {
         match self.get(name)? {
             None => Ok(None),
             Some((value, ValueType::Object)) => {
@@ -322,7 +336,7 @@ impl<'env> Fields<'env> {
     fn tuning(
         &self,
         defaults: AdapterDefaults,
-    ) -> std::result::Result<AdapterDefaults, InputError> {
+    ) -> std::result::Result<AdapterDefaults, InputError<'env>> {
         let max_buffer = match self.number("maxBuffer")? {
             None => defaults.max_buffer,
             Some(n) if n.fract() == 0.0 && (0.0..=MAX_BUFFER_LIMIT as f64).contains(&n) => {
@@ -403,12 +417,15 @@ fn property<'env>(env: &'env Env, object: &Object, key: Unknown) -> Result<Unkno
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
-fn to_string(env: &Env, value: Unknown) -> std::result::Result<String, InputError> {
+fn to_string<'env>(
+    env: &'env Env,
+    value: Unknown,
+) -> std::result::Result<String, InputError<'env>> {
     // SAFETY: callers checked the value is a string.
     unsafe { String::from_napi_value(env.raw(), value.raw()) }.map_err(|e| thrown(env, e))
 }
 
-fn expected(path: &str, what: &str, got: ValueType) -> InputError {
+fn expected<'env>(path: &str, what: &str, got: ValueType) -> InputError<'env> {
     SpecError::type_(path, &format!("must be {what} (got {})", describe(got))).into()
 }
 
@@ -428,8 +445,8 @@ fn describe(kind: ValueType) -> &'static str {
     }
 }
 
-/// A Node-API failure while reading: a getter or proxy threw (reject with what it
-/// threw), or the engine refused (reject with that).
-pub fn thrown(env: &Env, err: Error) -> InputError {
-    InputError::Thrown(js_error::take_pending_exception(env).unwrap_or(err))
+/// A Node-API failure while reading: a getter or proxy threw (reject with exactly
+/// what it threw), or the engine refused (reject with that).
+pub fn thrown(env: &Env, err: Error) -> InputError<'_> {
+    InputError::Js(Failure::after(env, err))
 }

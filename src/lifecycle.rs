@@ -99,9 +99,9 @@ pub fn job_started(env: &Env) {
         l.live += 1;
         l.signal_listener.is_none()
     });
-    if install {
+    if install && install_signal_listener(env).is_err() {
         // Without the listener, only the signal forwarding is lost; the job still runs.
-        let _ = install_signal_listener(env);
+        crate::js_error::clear_pending_exception(env);
     }
 }
 
@@ -168,6 +168,8 @@ fn remove_signal_listener(env: &Env, listener: ObjectRef<false>) {
             let _ = call_process_method(env, "off", signal, function.to_unknown());
         }
     }
+    // What a throwing `process.off` left is nobody's to see.
+    crate::js_error::clear_pending_exception(env);
     let _ = listener.unref(env);
 }
 
@@ -266,7 +268,8 @@ fn process(env: &Env) -> Result<Object<'_>> {
     global.get_named_property("process")
 }
 
-/// `process[method](event, listener)`.
+/// `process[method](event, listener)`; what it threw stays pending, for the caller
+/// to throw or clear.
 fn call_process_method(env: &Env, method: &str, event: &str, listener: Unknown) -> Result<()> {
-    events::call(process(env)?, method, event, listener)
+    events::call(env, process(env)?, method, event, listener).map_err(|f| f.into_pending(env))
 }

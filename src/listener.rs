@@ -30,7 +30,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{JsGlobal, sys::napi_value};
 use tokio::sync::oneshot;
 
-use crate::js_error::take_thrown_value;
+use crate::js_error::{self, Failure, Held};
 use crate::js_text::copy_str;
 
 /// Largest string handed to a callback (V8's large-object threshold is 128 KiB).
@@ -85,26 +85,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type Dispatch = ThreadsafeFunction<Pieces, (), Pieces, Status, false>;
 
-/// What the user's callback threw, kept on the JS heap inside a holder object
-/// (Node-API before version 10 cannot reference a primitive directly).
+/// What the user's callback threw, kept on the JS heap as it is (`None`: it could
+/// not be kept, the environment going away).
 #[derive(Default)]
-struct Failure {
+struct Failed {
     failed: AtomicBool,
-    thrown: Mutex<Option<ObjectRef<false>>>,
+    thrown: Mutex<Option<Held>>,
 }
 
 pub struct JsOutputListener {
     /// `onStdout` or `onStderr`, for error messages.
     name: &'static str,
     dispatch: Dispatch,
-    failure: Arc<Failure>,
+    failure: Arc<Failed>,
     completions: Completions,
 }
 
-/// A callback threw: which one, and a holder whose `value` is what it threw.
+/// A callback threw: which one, and exactly what it threw (never inspected).
 pub struct CallbackError {
     pub callback: &'static str,
-    pub thrown: Option<ObjectRef<false>>,
+    pub thrown: Option<Held>,
 }
 
 impl JsOutputListener {
@@ -114,7 +114,7 @@ impl JsOutputListener {
         let user: Function<Unknown, Unknown> =
             unsafe { Function::from_napi_value(env.raw(), value.raw()) }?;
         let user = user.create_ref()?;
-        let failure = Arc::new(Failure::default());
+        let failure = Arc::new(Failed::default());
         let seen = Arc::clone(&failure);
         let completions = Completions::default();
         let completed = Arc::clone(&completions);
@@ -147,10 +147,17 @@ impl JsOutputListener {
                     break;
                 }
                 let piece: Unknown = pieces.get_element(i)?;
-                if let Err(thrown) = call_catching(ctx.env, &user, piece) {
+                if let Err(failure) = call_catching(ctx.env, &user, piece) {
+                    let held = match failure {
+                        Failure::Thrown(thrown) => Held::new(ctx.env, thrown).ok(),
+                        // Failed without an exception (the environment is going away).
+                        Failure::Api(_) => None,
+                    };
+                    // Nothing of it may stay pending (Node would report an uncaught
+                    // N-API callback exception and the next call would fail).
+                    js_error::clear_pending_exception(ctx.env);
                     seen.failed.store(true, Ordering::Release);
-                    *seen.thrown.lock().unwrap_or_else(|p| p.into_inner()) =
-                        thrown.and_then(|thrown| hold(ctx.env, thrown));
+                    *lock(&seen.thrown) = held;
                 }
             }
             Ok(())
@@ -182,40 +189,17 @@ fn schedule(
     Ok(())
 }
 
-/// Calls `function(arg)`; `Err` holds exactly what it threw (napi-rs's own `call`
-/// would turn a thrown non-Error into a new Error).
+/// Calls `function(arg)` with `this` undefined; `Err` holds exactly what it threw
+/// (napi-rs's own `call` would convert it, which throws again for a Symbol).
 fn call_catching<'env>(
     env: &'env Env,
     function: &Function<Unknown, Unknown>,
     arg: Unknown,
-) -> std::result::Result<(), Option<Unknown<'env>>> {
+) -> std::result::Result<(), Failure<'env>> {
     let mut this = std::ptr::null_mut();
-    let mut returned = std::ptr::null_mut();
-    // SAFETY: plain Node-API calls with valid handles of the current env.
-    let status = unsafe {
-        sys::napi_get_undefined(env.raw(), &mut this);
-        sys::napi_call_function(
-            env.raw(),
-            this,
-            function.raw(),
-            1,
-            &arg.raw(),
-            &mut returned,
-        )
-    };
-    if status == sys::Status::napi_ok {
-        return Ok(());
-    }
-    // `None`: failed without an exception (the environment is going away).
-    Err(take_thrown_value(env))
-}
-
-/// Keeps `thrown` alive across threads inside a referenced holder `{ value }`
-/// (Node-API before version 10 cannot reference a primitive directly).
-fn hold(env: &Env, thrown: Unknown) -> Option<ObjectRef<false>> {
-    let mut holder = Object::new(env).ok()?;
-    holder.set_named_property("value", thrown).ok()?;
-    holder.create_ref().ok()
+    // SAFETY: plain Node-API call on the current env.
+    unsafe { sys::napi_get_undefined(env.raw(), &mut this) };
+    js_error::call(env, this, function.raw(), &[arg.raw()]).map(|_| ())
 }
 
 impl OutputListener for JsOutputListener {
@@ -242,11 +226,7 @@ impl OutputListener for JsOutputListener {
                 let _ = finished.await;
             }
             if failure.failed.load(Ordering::Acquire) {
-                let thrown = failure
-                    .thrown
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
+                let thrown = lock(&failure.thrown).take();
                 return Err(CallbackError {
                     callback: name,
                     thrown,

@@ -13,13 +13,13 @@ use crate::abort::AbortFuture;
 use crate::js_error::{self, ErrorClass};
 use crate::js_text::OutputText;
 use crate::listener::{CallbackError, JsOutputListener};
+use crate::promise::Outcome;
 
-pub type SettleFuture = Pin<Box<dyn Future<Output = Result<Settled>> + Send>>;
+pub type SettleFuture = Pin<Box<dyn Future<Output = Settled> + Send>>;
 
-/// A job's end, still free of JS values so that it can cross threads.
+/// A job's end, still free of JS values so that it can cross threads (what a
+/// callback threw is held on the JS heap, untouched).
 pub enum Settled {
-    /// Rejected before anything ran (bad input, signal already aborted).
-    Rejected(Error),
     SpawnFailed {
         error: SpawnError,
         args: Vec<String>,
@@ -32,10 +32,6 @@ pub enum Settled {
 }
 
 impl Settled {
-    pub fn rejected(error: Error) -> SettleFuture {
-        Box::pin(std::future::ready(Ok(Settled::Rejected(error))))
-    }
-
     pub fn run(
         spec: JobSpec,
         owner: Owner,
@@ -46,33 +42,28 @@ impl Settled {
             let command = spec.command.clone();
             let timeout = spec.timeout;
             let args = spec.args.clone();
-            Ok(match run(spec, owner, listeners, aborted).await {
+            match run(spec, owner, listeners, aborted).await {
                 Ok(report) => Settled::Finished {
                     report,
                     command,
                     timeout,
                 },
                 Err(error) => Settled::SpawnFailed { error, args },
-            })
+            }
         })
     }
 
-    /// Whether a process was started (and counted as a live job).
-    pub fn ran(&self) -> bool {
-        !matches!(self, Settled::Rejected(_))
-    }
-
-    /// The result object, or `Err` carrying the JS error to reject with.
+    /// The result object to resolve with, or the error to reject with; `Err` if
+    /// either could not be built.
     pub fn into_js<'env>(
         self,
         env: &'env Env,
         abort_reason: Option<Unknown>,
-    ) -> Result<Object<'env>> {
+    ) -> Result<Outcome<'env>> {
         match self {
-            Settled::Rejected(error) => Err(error),
-            Settled::SpawnFailed { error, args } => {
-                Err(js_error::into_rejection(spawn_error(env, &error, &args)?))
-            }
+            Settled::SpawnFailed { error, args } => Ok(Outcome::Reject(
+                spawn_error(env, &error, &args)?.to_unknown(),
+            )),
             Settled::Finished {
                 report,
                 command,
@@ -108,19 +99,18 @@ impl Settled {
                     }
                     Ending::Aborted => abort_error_object(env, abort_reason)?,
                     Ending::ListenerFailed(CallbackError { callback, thrown }) => {
-                        let holder = thrown.and_then(|h| {
-                            let value = h.get_value(env).ok();
-                            let _ = h.unref(env);
-                            value
-                        });
-                        let thrown = match holder {
-                            Some(holder) => Some(holder.get_named_property::<Unknown>("value")?),
-                            None => None,
+                        let thrown = thrown.map(|held| held.take(env)).transpose()?;
+                        let message = match thrown {
+                            Some(thrown) => {
+                                format!(
+                                    "{callback} callback threw: {}",
+                                    describe_thrown(env, thrown)
+                                )
+                            }
+                            None => format!(
+                                "{callback} callback threw (what it threw could not be kept)"
+                            ),
                         };
-                        let message = format!(
-                            "{callback} callback threw: {}",
-                            thrown.map(describe_thrown).unwrap_or_default()
-                        );
                         let mut object = js_error::create(
                             env,
                             ErrorClass::Error,
@@ -134,11 +124,11 @@ impl Settled {
                     }
                 };
                 fields.write(env, &mut target, stdout, stderr)?;
-                if resolves {
-                    Ok(target)
+                Ok(if resolves {
+                    Outcome::Resolve(target)
                 } else {
-                    Err(js_error::into_rejection(target))
-                }
+                    Outcome::Reject(target.to_unknown())
+                })
             }
         }
     }
@@ -191,31 +181,45 @@ fn spawn_error<'env>(env: &'env Env, error: &SpawnError, args: &[String]) -> Res
     Ok(object)
 }
 
-/// `AbortError: Job was aborted` with `code: 'ABORT_ERR'` and the signal's reason as `cause`.
+/// `AbortError: Job was aborted` with `code: 'ABORT_ERR'` and the signal's reason,
+/// untouched whatever it is, as `cause` (none for an `undefined` reason).
 pub fn abort_error_object<'env>(env: &'env Env, reason: Option<Unknown>) -> Result<Object<'env>> {
     let mut object = js_error::create(env, ErrorClass::Error, "ABORT_ERR", "Job was aborted")?;
     object.set_named_property("name", "AbortError")?;
+    // `typeof` only: it never runs JS, for a revoked Proxy neither.
     if let Some(reason) = reason.filter(|r| r.get_type().ok() != Some(ValueType::Undefined)) {
         object.set_named_property("cause", reason)?;
     }
     Ok(object)
 }
 
-pub fn abort_error(env: &Env, reason: Option<Unknown>) -> Result<Error> {
-    abort_error_object(env, reason).map(js_error::into_rejection)
+/// The AbortError of a signal aborted before the job started (a plain Error saying
+/// so if it cannot be built).
+pub fn abort_error<'env>(env: &'env Env, reason: Unknown) -> Unknown<'env> {
+    match abort_error_object(env, Some(reason)) {
+        Ok(error) => error.to_unknown(),
+        Err(err) => {
+            let thrown = js_error::take_thrown_value(env);
+            js_error::unbuilt(env, &err, thrown)
+        }
+    }
 }
 
-/// A thrown value's message (or its string form), for the wrapping error's message.
-fn describe_thrown(thrown: Unknown) -> String {
+/// For the wrapping error's message: a thrown string itself, an object's `message`
+/// if it is a string, else "a non-Error value" — as the JS implementation says it.
+/// The thrown value is never converted (`String(symbol)` throws); a `message` getter
+/// or proxy trap that throws counts as no message, its exception cleared.
+fn describe_thrown(env: &Env, thrown: Unknown) -> String {
     let message = match thrown.get_type() {
-        Ok(ValueType::Object) => Object::from_raw(thrown.value().env, thrown.raw())
-            .get_named_property::<Unknown>("message")
-            .ok()
-            .filter(|m| m.get_type().ok() == Some(ValueType::String)),
         Ok(ValueType::String) => Some(thrown),
+        // A failure is dropped, whatever was thrown: it is not looked at.
+        Ok(ValueType::Object) => js_error::get(env, thrown.raw(), "message").ok(),
         _ => None,
     };
+    js_error::clear_pending_exception(env);
     message
-        .and_then(|m| unsafe { String::from_napi_value(m.value().env, m.raw()) }.ok())
+        .filter(|m| m.get_type().ok() == Some(ValueType::String))
+        // SAFETY: checked to be a string of the current env.
+        .and_then(|m| unsafe { String::from_napi_value(env.raw(), m.raw()) }.ok())
         .unwrap_or_else(|| "a non-Error value".to_owned())
 }
