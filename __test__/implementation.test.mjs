@@ -9,10 +9,12 @@ import { fileURLToPath } from 'node:url'
 import { implementation } from './helpers.mjs'
 
 const entry = fileURLToPath(new URL('../index.js', import.meta.url))
-const binary = fileURLToPath(new URL('../local-worker.linux-x64-gnu.node', import.meta.url))
 const glibc = Boolean(process.report?.getReport?.()?.header?.glibcVersionRuntime)
-/** This machine (Linux x86-64, glibc) has the addon built in the package root. */
-const nativeHere = process.platform === 'linux' && process.arch === 'x64' && glibc && existsSync(binary)
+/** napi's name of this platform, as index.js computes it: linux-x64-gnu, linux-arm64-gnu, ... */
+const platform = `${process.platform}-${process.arch}${process.platform === 'linux' ? (glibc ? '-gnu' : '-musl') : ''}`
+const binary = fileURLToPath(new URL(`../local-worker.${platform}.node`, import.meta.url))
+/** This machine has the addon built in the package root. */
+const nativeHere = existsSync(binary)
 
 /** Runs `script` in a fresh Node with LOCAL_WORKER_IMPLEMENTATION set to `value` (unset when undefined). */
 function node(value, script) {
@@ -26,7 +28,7 @@ function node(value, script) {
 
 const printImplementation = `console.log(require(${JSON.stringify(entry)}).implementation)`
 
-test("the native addon is the default where its binary is installed", { skip: nativeHere ? false : 'no linux-x64-gnu binary in the package root' }, () => {
+test("the native addon is the default where its binary is installed", { skip: nativeHere ? false : `no local-worker.${platform}.node in the package root` }, () => {
   const run = node(undefined, printImplementation)
   assert.equal(run.status, 0, run.stderr)
   assert.equal(run.stdout.trim(), 'native')
