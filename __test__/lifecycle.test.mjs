@@ -115,5 +115,10 @@ test('no termination-signal listener is left once no job runs', async () => {
   const running = adapter.execute({ command: 'sleep', args: ['0.2'] })
   assert.equal(process.listenerCount('SIGTERM'), before + 1)
   await running
+  // Removed on the loop's next turn, so that a serial loop of jobs keeps them meanwhile.
+  const next = adapter.execute({ command: 'true' })
+  await next
+  assert.equal(process.listenerCount('SIGTERM'), before + 1, 'kept across back-to-back jobs')
+  await new Promise((resolve) => setImmediate(resolve))
   assert.equal(process.listenerCount('SIGTERM'), before)
 })

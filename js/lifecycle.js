@@ -55,9 +55,20 @@ function jobStarted() {
   if (signalListener === null) installSignalListener()
 }
 
+let removalQueued = false
+
+/**
+ * A job settled. The signal listeners go once no job runs, but on the loop's next turn: a
+ * serial loop of jobs keeps them instead of removing and adding them for every job.
+ */
 function jobFinished() {
   live = Math.max(0, live - 1)
-  if (live === 0 && signalListener !== null) removeSignalListener()
+  if (live !== 0 || signalListener === null || removalQueued) return
+  removalQueued = true
+  setImmediate(() => {
+    removalQueued = false
+    if (live === 0 && signalListener !== null) removeSignalListener()
+  })
 }
 
 function installSignalListener() {

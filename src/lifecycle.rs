@@ -67,6 +67,8 @@ struct Local {
     watched: bool,
     live: usize,
     signal_listener: Option<ObjectRef<false>>,
+    /// A check of whether to remove the listener is queued (`setImmediate`).
+    removal_queued: bool,
 }
 
 pub fn owner_of(env: &Env) -> Owner {
@@ -105,11 +107,42 @@ pub fn job_started(env: &Env) {
     }
 }
 
+/// A job settled. The signal listeners go once no job runs, but on the loop's next
+/// turn: a caller that awaits one job and starts the next (the common serial loop)
+/// then keeps them, instead of paying for three `process.off` and three
+/// `process.on` per job.
 pub fn job_finished(env: &Env) {
     report_watchdog_failure(env);
-    let remove = LOCAL.with(|l| {
+    let queue = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         l.live = l.live.saturating_sub(1);
+        let queue = l.live == 0 && l.signal_listener.is_some() && !l.removal_queued;
+        l.removal_queued |= queue;
+        queue
+    });
+    if queue && queue_removal(env).is_err() {
+        LOCAL.with(|l| l.borrow_mut().removal_queued = false);
+        crate::js_error::clear_pending_exception(env);
+        remove_if_idle(env);
+    }
+}
+
+/// `setImmediate(() => remove_if_idle())`.
+fn queue_removal(env: &Env) -> Result<()> {
+    let check = env.create_function_from_closure::<(), (), _>("removeSignalListeners", |ctx| {
+        LOCAL.with(|l| l.borrow_mut().removal_queued = false);
+        remove_if_idle(ctx.env);
+        Ok(())
+    })?;
+    let global: JsGlobal = env.get_global()?;
+    let set_immediate: Function<Unknown, Unknown> = global.get_named_property("setImmediate")?;
+    set_immediate.call(check.to_unknown())?;
+    Ok(())
+}
+
+fn remove_if_idle(env: &Env) {
+    let remove = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
         if l.live == 0 {
             l.signal_listener.take()
         } else {
