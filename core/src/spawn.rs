@@ -370,7 +370,18 @@ mod tests {
             .unwrap();
         let spec = JobSpec::new("./script").args(["arg"]);
         let env = Environment::new(Some(&[]), &[]);
-        let spawned = spawn_forked(&spec, Path::new("./script"), &env, &dir).unwrap();
+        // Another test's fork may briefly hold a copy of the descriptor that wrote the
+        // script (inherited between its fork and exec): exec then fails with ETXTBSY.
+        let mut attempts = 0;
+        let spawned = loop {
+            match spawn_forked(&spec, Path::new("./script"), &env, &dir) {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let (out, _) = finish(spawned);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(out, "no-shebang arg\n");

@@ -257,9 +257,23 @@ impl TempDir {
     }
 
     /// Writes `name` with `text` and the given mode; returns its path.
+    ///
+    /// Written by a shell, not by this process: tests spawn in parallel, and a child
+    /// between its clone and its exec holds copies of our descriptors, so a file we
+    /// had open for writing would make its exec fail with ETXTBSY.
     fn file(&self, name: &str, text: &str, mode: u32) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
+        let written = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"$2\"",
+                "sh",
+                text,
+                path_str(&path),
+            ])
+            .status()
+            .unwrap();
+        assert!(written.success());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
     }
