@@ -113,27 +113,16 @@ fn spawn_posix(spec: &JobSpec, program: &Path, env: &Environment) -> io::Result<
     }
     let attributes = leader_attributes()?;
 
-    let pid = match posix_spawn::spawn(&c_program, &actions, &attributes, &argv, &envp) {
-        Err(e)
-            if e.raw_os_error() == Some(libc::ENOEXEC)
-                && !has_shebang(&relative_to(program, spec.cwd.as_deref())) =>
-        {
-            // As execvp (and so child_process) does: a file the kernel cannot
-            // execute and that names no interpreter is a shell script.
-            let sh_argv = CStringArray::new(
-                [SHELL.to_bytes(), program.as_os_str().as_bytes()]
-                    .into_iter()
-                    .chain(spec.args.iter().map(String::as_bytes)),
-            )
-            .map_err(invalid)?;
-            match posix_spawn::spawn(SHELL, &actions, &attributes, &sh_argv, &envp) {
-                // No shell to fall back on: the program's own error is the story.
-                Err(sh) if sh.raw_os_error() == Some(libc::ENOENT) => Err(e),
-                other => other,
-            }
-        }
-        other => other,
-    }?;
+    let first = posix_spawn::spawn(&c_program, &actions, &attributes, &argv, &envp);
+    let pid = or_as_script(first, program, spec.cwd.as_deref(), || {
+        let sh_argv = CStringArray::new(
+            [SHELL.to_bytes(), program.as_os_str().as_bytes()]
+                .into_iter()
+                .chain(spec.args.iter().map(String::as_bytes)),
+        )
+        .map_err(invalid)?;
+        posix_spawn::spawn(SHELL, &actions, &attributes, &sh_argv, &envp)
+    })?;
     // The child has its copies; ours must go, or the pipes never reach EOF.
     drop((stdout_child, stderr_child));
     Ok(Spawned {
@@ -196,7 +185,8 @@ fn has_shebang(path: &Path) -> bool {
 /// The glibc-2.28-only fallback, for a job with a `cwd` where libc lacks
 /// `posix_spawn_file_actions_addchdir_np`: std's `Command` with a `pre_exec`
 /// (which makes it fork) doing what the spawn attributes do elsewhere, and the
-/// same ENOEXEC rule (not every libc's `execvp` retries with `/bin/sh`; musl's does not).
+/// same ENOEXEC rule ([`or_as_script`]: not every libc's `execvp` retries with
+/// `/bin/sh`; musl's does not).
 fn spawn_forked(
     spec: &JobSpec,
     program: &Path,
@@ -204,14 +194,30 @@ fn spawn_forked(
     cwd: &Path,
 ) -> io::Result<Spawned> {
     let args = spec.args.iter().map(OsStr::new);
-    match fork_exec(program, OsStr::new(&spec.command), args, env, cwd) {
+    let first = fork_exec(program, OsStr::new(&spec.command), args, env, cwd);
+    or_as_script(first, program, Some(cwd), || {
+        let shell = Path::new(SHELL.to_str().expect("an ASCII path"));
+        let args = std::iter::once(program.as_os_str()).chain(spec.args.iter().map(OsStr::new));
+        fork_exec(shell, shell.as_os_str(), args, env, cwd)
+    })
+}
+
+/// As execvp (and so child_process) does: a program the kernel refuses with
+/// ENOEXEC and that names no interpreter is a shell script, so `through_shell`
+/// runs it as `/bin/sh <program> <args>`. With no shell to fall back on, the
+/// program's own error is the story.
+fn or_as_script<T>(
+    first: io::Result<T>,
+    program: &Path,
+    cwd: Option<&Path>,
+    through_shell: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    match first {
         Err(e)
             if e.raw_os_error() == Some(libc::ENOEXEC)
-                && !has_shebang(&relative_to(program, Some(cwd))) =>
+                && !has_shebang(&relative_to(program, cwd)) =>
         {
-            let shell = Path::new(SHELL.to_str().expect("an ASCII path"));
-            let args = std::iter::once(program.as_os_str()).chain(spec.args.iter().map(OsStr::new));
-            match fork_exec(shell, shell.as_os_str(), args, env, cwd) {
+            match through_shell() {
                 Err(sh) if sh.raw_os_error() == Some(libc::ENOENT) => Err(e),
                 other => other,
             }
