@@ -16,6 +16,7 @@ mod lifecycle;
 mod listener;
 mod output;
 mod promise;
+mod supervisor;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,6 +47,7 @@ impl LocalWorkerAdapter {
             }
         };
         lifecycle::watch_env(&env)?;
+        supervisor::configure();
         Ok(LocalWorkerAdapter { defaults })
     }
 

@@ -1,13 +1,15 @@
-//! Killing the jobs of a Node environment that goes away.
+//! Ending the jobs of a Node environment that goes away.
 //!
-//! Three ways out, three hooks, each killing (SIGKILL) the process groups of this
-//! environment's live jobs only (a worker thread ending leaves the main thread's
-//! jobs alone):
+//! Three ways out, three hooks, each ending the live jobs of this environment only
+//! (a worker thread ending leaves the main thread's jobs alone), through
+//! `registry::end_all`: a supervised job's supervisor is told to terminate the
+//! job's whole tree (SIGTERM, the job's grace period, SIGKILL: it needs nobody to
+//! wait for it); a job without a supervisor gets SIGKILL to its process group.
 //! * the event loop ends, or a worker thread stops: an environment cleanup hook;
 //! * `process.exit()` or an uncaught exception: a `process.on('exit')` listener
 //!   (Node runs no cleanup hook then);
 //! * SIGTERM, SIGINT or SIGHUP with no handler of the application's: while jobs
-//!   are live we listen for them; if no listener is the application's we kill the
+//!   are live we listen for them; if no listener is the application's we end the
 //!   jobs, remove our listeners and re-raise the signal, so Node dies of it as it
 //!   would have. If the application has its own handler, what happens is its call.
 //!
@@ -23,17 +25,18 @@
 //!
 //! Node as PID 1 (a container without an init): a signal with the default action
 //! does nothing to a namespace's init, so re-raising would leave Node running with
-//! its jobs killed. There we end Node ourselves with 128 + the signal's number, the
+//! its jobs ended. There we end Node ourselves with 128 + the signal's number, the
 //! status a shell reports for death by that signal.
 //!
-//! And one thing no hook can do: when Node is SIGKILLed, only the core's watchdog
-//! process kills the jobs. If it is not running, the core says why; we poll that
-//! on the JS thread as jobs start and settle and emit one process warning,
-//! `LOCAL_WORKER_NO_WATCHDOG`, per Node process.
+//! And one thing no hook can do: when Node is SIGKILLed, only the supervisors end
+//! the jobs (their control sockets close). When no supervisor can run, the core
+//! says why; we poll that on the JS thread as jobs start and settle and emit one
+//! process warning, `LOCAL_WORKER_NO_SUPERVISOR`, per Node process.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use local_worker_core::forkserver;
 use local_worker_core::registry::{self, Owner};
 use napi::JsGlobal;
 use napi::bindgen_prelude::*;
@@ -50,12 +53,12 @@ const COOPERATIVE_MARK: &str = "@helios-project/local-worker: cooperative signal
 /// Where signal-exit v4 keeps its emitter, whose `count` is its live instances.
 const SIGNAL_EXIT_EMITTER: &str = "signal-exit emitter";
 
-/// The `code` of the warning that the SIGKILL watchdog is not running.
-const NO_WATCHDOG: &str = "LOCAL_WORKER_NO_WATCHDOG";
+/// The `code` of the warning that jobs run without a supervisor.
+const NO_SUPERVISOR: &str = "LOCAL_WORKER_NO_SUPERVISOR";
 
 /// Whether that warning was emitted: once per process, whichever environment
 /// (main or worker thread) sees the failure first.
-static WARNED_NO_WATCHDOG: AtomicBool = AtomicBool::new(false);
+static WARNED_NO_SUPERVISOR: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// One Node environment per JS thread: its hooks and live-job count.
@@ -82,11 +85,11 @@ pub fn watch_env(env: &Env) -> Result<()> {
     }
     let owner = owner_of(env);
     env.add_env_cleanup_hook(owner, |owner| {
-        registry::signal_all(owner, libc::SIGKILL);
+        registry::end_all(owner);
     })?;
     let on_exit =
         env.create_function_from_closure::<(), (), _>("killLocalWorkerJobs", move |_| {
-            registry::signal_all(owner, libc::SIGKILL);
+            registry::end_all(owner);
             Ok(())
         })?;
     call_process_method(env, "on", "exit", on_exit.to_unknown())?;
@@ -95,7 +98,7 @@ pub fn watch_env(env: &Env) -> Result<()> {
 
 /// A job started on this environment: listen for termination signals while any runs.
 pub fn job_started(env: &Env) {
-    report_watchdog_failure(env);
+    report_supervisor_failure(env);
     let install = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         l.live += 1;
@@ -112,7 +115,7 @@ pub fn job_started(env: &Env) {
 /// then keeps them, instead of paying for three `process.off` and three
 /// `process.on` per job.
 pub fn job_finished(env: &Env) {
-    report_watchdog_failure(env);
+    report_supervisor_failure(env);
     let queue = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         l.live = l.live.saturating_sub(1);
@@ -154,17 +157,17 @@ fn remove_if_idle(env: &Env) {
     }
 }
 
-/// Emits the core's latest watchdog failure as a process warning, the first time
-/// only; later failures are taken and dropped (the application was told).
-fn report_watchdog_failure(env: &Env) {
-    let Some(failure) = registry::take_watchdog_failure() else {
+/// Emits the core's latest supervisor failure as a process warning, the first
+/// time only; later failures are taken and dropped (the application was told).
+fn report_supervisor_failure(env: &Env) {
+    let Some(failure) = forkserver::take_failure() else {
         return;
     };
-    if WARNED_NO_WATCHDOG.swap(true, Ordering::Relaxed) {
+    if WARNED_NO_SUPERVISOR.swap(true, Ordering::Relaxed) {
         return;
     }
     // The jobs run either way; a warning that cannot be emitted loses only itself.
-    let _ = emit_warning(env, &failure, NO_WATCHDOG);
+    let _ = emit_warning(env, &failure, NO_SUPERVISOR);
 }
 
 /// `process.emitWarning(message, { code })`.
@@ -211,7 +214,7 @@ fn on_termination_signal(env: &Env, owner: Owner, signal: &str) -> Result<()> {
     if application_listeners(env, &process, signal)? > 0 {
         return Ok(());
     }
-    registry::signal_all(owner, libc::SIGKILL);
+    registry::end_all(owner);
     if let Some(listener) = LOCAL.with(|l| l.borrow_mut().signal_listener.take()) {
         remove_signal_listener(env, listener);
     }

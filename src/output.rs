@@ -98,6 +98,19 @@ impl Settled {
                         js_error::create(env, ErrorClass::Error, "ETIMEDOUT", &message)?
                     }
                     Ending::Aborted => abort_error_object(env, abort_reason)?,
+                    Ending::SupervisorLost { supervisor } => {
+                        let message = format!(
+                            "the supervisor of \"{command}\" (pid {supervisor}) died before the \
+                             job ended: its main process group was killed, other processes of \
+                             the job may still run"
+                        );
+                        js_error::create(
+                            env,
+                            ErrorClass::Error,
+                            "ERR_LOCAL_WORKER_SUPERVISOR_LOST",
+                            &message,
+                        )?
+                    }
                     Ending::ListenerFailed(CallbackError { callback, thrown }) => {
                         let thrown = thrown.map(|held| held.take(env)).transpose()?;
                         let message = match thrown {

@@ -75,13 +75,21 @@ impl Environment {
     /// `KEY=VALUE` strings for `posix_spawn`. Fails only for a NUL byte, which
     /// `JobSpec::validate` rejects beforehand.
     pub fn to_envp(&self) -> Result<CStringArray, NulError> {
-        CStringArray::new(self.vars.iter().map(|(key, value)| {
-            let mut entry = Vec::with_capacity(key.len() + 1 + value.len());
-            entry.extend_from_slice(key.as_bytes());
-            entry.push(b'=');
-            entry.extend_from_slice(value.as_bytes());
-            entry
-        }))
+        CStringArray::new(self.to_entries())
+    }
+
+    /// `KEY=VALUE` entries, as bytes.
+    pub fn to_entries(&self) -> Vec<Vec<u8>> {
+        self.vars
+            .iter()
+            .map(|(key, value)| {
+                let mut entry = Vec::with_capacity(key.len() + 1 + value.len());
+                entry.extend_from_slice(key.as_bytes());
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                entry
+            })
+            .collect()
     }
 }
 

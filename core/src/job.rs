@@ -1,18 +1,24 @@
-//! Running one job from spawn to report: the life cycle that ties the modules together.
+//! Running one job from spawn to report: the life cycle that ties the modules
+//! together, under a supervisor ([`supervised`]) when one can run, else under
+//! process-group containment ([`grouped`]).
+//!
+//! [`supervised`]: crate::supervised
+//! [`grouped`]: crate::grouped
 
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::capture::{CapturedOutput, OutputListener, capture};
-use crate::reap::{ExitStatus, Leader, ResourceUsage};
-use crate::registry::{self, Owner};
-use crate::spawn::{SpawnError, spawn};
+use crate::reap::{ExitStatus, ResourceUsage};
+use crate::registry::Owner;
+use crate::spawn::SpawnError;
 use crate::spec::JobSpec;
-use crate::terminate::terminate_group;
-use crate::{errno, group};
+use crate::{errno, forkserver, grouped, supervised};
 
 /// Why the job ended.
 #[derive(Debug)]
@@ -25,11 +31,16 @@ pub enum Ending<E> {
     Aborted,
     /// A listener failed; the group was terminated.
     ListenerFailed(E),
+    /// The job's supervisor died before the job ended (killed by someone else):
+    /// the main process's group was killed, the rest of the tree could not be
+    /// reached.
+    SupervisorLost { supervisor: u32 },
 }
 
 /// Everything known about a finished job, however it ended.
 #[derive(Debug)]
 pub struct JobReport<E> {
+    /// The main process's pid.
     pub pid: u32,
     pub status: ExitStatus,
     pub usage: ResourceUsage,
@@ -64,11 +75,11 @@ impl<L> Default for Listeners<L> {
 
 /// Runs `spec` to its end. Must be called within a tokio runtime.
 ///
-/// Order of events: spawn; wait for the leader to exit, the timeout, the abort, or
-/// a listener failure; terminate the group unless the leader exited by itself;
-/// reap the leader; terminate what it left in its group (`kill_leftovers`); drain
-/// the pipes until EOF or `drain_bound` (then take what they still hold, bounded);
-/// report. `spec` is assumed validated.
+/// Order of events: start the main process; wait for it to exit, the timeout, the
+/// abort, or a listener failure; terminate the job's processes unless the main
+/// process exited by itself; terminate what it left behind (`kill_leftovers`);
+/// drain the pipes until EOF or `drain_bound` (then take what they still hold,
+/// bounded); report. `spec` is assumed validated.
 pub async fn run<L, A>(
     spec: JobSpec,
     owner: Owner,
@@ -80,94 +91,93 @@ where
     A: Future<Output = ()> + Send,
 {
     let started = Instant::now();
-    let spawned = spawn(&spec)?;
-    let pgid = spawned.pid;
-    let registration = registry::register(pgid, owner);
-    let leader = Leader::new(pgid).map_err(|e| {
-        // Our unreaped child pins the pgid: kill it and reap it before giving up.
-        let _ = group::signal(pgid, libc::SIGKILL);
-        // SAFETY: plain syscall on our own child.
-        let _ = unsafe { libc::waitpid(pgid, std::ptr::null_mut(), 0) };
-        let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        SpawnError {
-            code: errno::name(errno),
-            errno,
-            path: spec.command.clone(),
-            message: format!("spawn {}: cannot watch the process: {e}", spec.command),
+    if let Some(server) = forkserver::current() {
+        match supervised::launch(&server, &spec) {
+            Ok(job) => return job.finish(&spec, owner, listeners, abort, started).await,
+            Err(supervised::LaunchError::Spawn(error)) => return Err(error),
+            // Nothing was started: the job runs without a supervisor.
+            Err(supervised::LaunchError::Server(error)) => forkserver::lost(&server, &error),
         }
-    })?;
-
-    let (drain_tx, drain_rx) = watch::channel(None);
-    let (failure_tx, mut failure_rx) = mpsc::channel(2);
-    let stdout = tokio::spawn(capture(
-        spawned.stdout,
-        spec.max_buffer,
-        listeners.stdout,
-        drain_rx.clone(),
-        failure_tx.clone(),
-    ));
-    let stderr = tokio::spawn(capture(
-        spawned.stderr,
-        spec.max_buffer,
-        listeners.stderr,
-        drain_rx,
-        failure_tx,
-    ));
-
-    let timeout = async {
-        match spec.timeout {
-            Some(limit) => tokio::time::sleep_until(started + limit).await,
-            None => std::future::pending().await,
-        }
-    };
-    let mut ending = tokio::select! {
-        biased;
-        _ = leader.exited() => Ending::Exited,
-        Some(err) = failure_rx.recv() => Ending::ListenerFailed(err),
-        _ = timeout => Ending::TimedOut,
-        _ = abort => Ending::Aborted,
-    };
-    let mut gone = false;
-    if !matches!(ending, Ending::Exited) {
-        gone = terminate_group(pgid, spec.kill_grace, Some(&leader))
-            .await
-            .gone;
     }
-    // wait4 on our own exited child cannot fail; if it somehow did, an unknown
-    // status is better than losing the job's output.
-    let unknown = (
-        ExitStatus {
-            code: None,
-            signal: None,
-        },
-        ResourceUsage::default(),
-    );
-    let (status, usage) = leader.reap().unwrap_or(unknown);
-    // A group just seen with no live member has nothing left to terminate: what
-    // pins its pgid now are zombies (orphans that init has not reaped yet). Otherwise,
-    // once reaped, the pgid is held only by remaining members, so `exists` is cheap
-    // and exact in the common case of a group that ended with its leader.
-    if spec.kill_leftovers && !gone && group::exists(pgid) {
-        terminate_group(pgid, spec.kill_grace, None).await;
-    }
-    drop(registration);
-
-    let _ = drain_tx.send(Some(Instant::now() + spec.drain_bound));
-    let stdout = stdout.await.unwrap_or_default();
-    let stderr = stderr.await.unwrap_or_default();
-    // A listener may fail while the pipes drain, after the leader exited by itself.
-    if matches!(ending, Ending::Exited)
-        && let Ok(err) = failure_rx.try_recv()
-    {
-        ending = Ending::ListenerFailed(err);
-    }
-    Ok(JobReport {
-        pid: pgid as u32,
-        status,
-        usage,
-        stdout,
-        stderr,
-        duration: started.elapsed(),
-        ending,
-    })
+    grouped::run(spec, owner, listeners, abort, started).await
 }
+
+/// The job's two output streams being read, until [`Streams::finish`].
+pub(crate) struct Streams<E> {
+    stdout: JoinHandle<CapturedOutput>,
+    stderr: JoinHandle<CapturedOutput>,
+    drain: watch::Sender<Option<Instant>>,
+    /// A listener's failure, once.
+    pub failures: mpsc::Receiver<E>,
+}
+
+impl<E: Send + 'static> Streams<E> {
+    /// Starts reading the read ends of the job's stdout and stderr pipes.
+    pub fn start<L: OutputListener<Error = E>>(
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        max_buffer: usize,
+        listeners: Listeners<L>,
+    ) -> Streams<E> {
+        let (drain, drain_rx) = watch::channel(None);
+        let (failure_tx, failures) = mpsc::channel(2);
+        let stdout = tokio::spawn(capture(
+            stdout,
+            max_buffer,
+            listeners.stdout,
+            drain_rx.clone(),
+            failure_tx.clone(),
+        ));
+        let stderr = tokio::spawn(capture(
+            stderr,
+            max_buffer,
+            listeners.stderr,
+            drain_rx,
+            failure_tx,
+        ));
+        Streams {
+            stdout,
+            stderr,
+            drain,
+            failures,
+        }
+    }
+
+    /// Once the job's processes are gone: reads what is left, at most until
+    /// `drain_bound` from now (a process outside the job may hold a pipe), and
+    /// takes a listener failure that came while draining, after an exit by itself.
+    pub async fn finish(
+        mut self,
+        drain_bound: Duration,
+        ending: &mut Ending<E>,
+    ) -> (CapturedOutput, CapturedOutput) {
+        let _ = self.drain.send(Some(Instant::now() + drain_bound));
+        let stdout = self.stdout.await.unwrap_or_default();
+        let stderr = self.stderr.await.unwrap_or_default();
+        if matches!(ending, Ending::Exited)
+            && let Ok(err) = self.failures.try_recv()
+        {
+            *ending = Ending::ListenerFailed(err);
+        }
+        (stdout, stderr)
+    }
+}
+
+/// A future that never resolves when there is no timeout.
+pub(crate) async fn deadline(started: Instant, timeout: Option<Duration>) {
+    match timeout {
+        Some(limit) => tokio::time::sleep_until(started + limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Status and usage for a job whose status could not be learned: better than
+/// losing its output.
+pub(crate) const UNKNOWN: (ExitStatus, ResourceUsage) = (
+    ExitStatus::UNKNOWN,
+    ResourceUsage {
+        max_rss_kb: 0,
+        user_cpu: Duration::ZERO,
+        system_cpu: Duration::ZERO,
+    },
+);

@@ -63,20 +63,25 @@
 
 pub mod capture;
 pub mod decode;
+pub mod descendants;
 pub mod environment;
 pub mod errno;
+pub mod fd_passing;
+pub mod forkserver;
 pub mod group;
+pub mod grouped;
 pub mod job;
 pub mod pipe_size;
 pub mod posix_spawn;
 pub mod proc_scan;
+pub mod protocol;
 pub mod reap;
 pub mod registry;
 pub mod resolve;
 pub mod spawn;
 pub mod spec;
+pub mod supervised;
 pub mod terminate;
-pub mod watchdog;
 
 pub use capture::{CapturedOutput, OutputListener};
 pub use job::{Ending, JobReport, run};

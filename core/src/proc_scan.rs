@@ -106,16 +106,71 @@ fn read_at(dir: &std::fs::File, path: &[u8], buf: &mut [u8]) -> Option<usize> {
     usize::try_from(len).ok()
 }
 
-/// State letter and process group from the text of `/proc/<pid>/stat`. The command
-/// name may contain spaces and parentheses: the fields start after the last `)`.
+/// State letter and process group from the text of `/proc/<pid>/stat`.
 pub fn parse_stat(stat: &[u8]) -> Option<(u8, i32)> {
+    parse_stat_fields(stat).map(|fields| (fields.state, fields.pgrp))
+}
+
+/// The first fields of `/proc/<pid>/stat` after the command name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFields {
+    pub state: u8,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+/// Parses `/proc/<pid>/stat`. The command name may contain spaces and parentheses:
+/// the fields start after the last `)`.
+pub fn parse_stat_fields(stat: &[u8]) -> Option<StatFields> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
     let state = *fields.next()?.as_bytes().first()?;
-    let _ppid = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+    Some(StatFields { state, ppid, pgrp })
+}
+
+/// Reads and parses `/proc/<pid>/stat`; `None` once the process is gone.
+pub fn stat_of(pid: i32) -> Option<StatFields> {
+    let mut buf = [0u8; 1024];
+    let path = format!("/proc/{pid}/stat\0");
+    let len = read_path(path.as_bytes(), &mut buf)?;
+    parse_stat_fields(&buf[..len])
+}
+
+/// Reads up to `buf.len()` bytes of the file at the NUL-terminated absolute `path`.
+pub(crate) fn read_path(path: &[u8], buf: &mut [u8]) -> Option<usize> {
+    debug_assert_eq!(path.last(), Some(&0));
+    // SAFETY: `path` is NUL-terminated; the new descriptor is ours and closed below.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let len = read_all(fd, buf);
+    // SAFETY: closing our own descriptor once.
+    unsafe { libc::close(fd) };
+    len
+}
+
+/// Reads until `buf` is full or end of file (a `/proc` file may come in pieces).
+fn read_all(fd: i32, buf: &mut [u8]) -> Option<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: `fd` is open; the rest of `buf` is writable.
+        let n = unsafe { libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
+        match n {
+            0 => break,
+            n if n > 0 => filled += n as usize,
+            _ if io_interrupted() => continue,
+            _ => return None,
+        }
+    }
+    Some(filled)
+}
+
+fn io_interrupted() -> bool {
+    std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
 }
 
 /// A snapshot from a scan that began at or after `since`, shared with every caller

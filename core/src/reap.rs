@@ -21,6 +21,29 @@ pub struct ExitStatus {
 }
 
 impl ExitStatus {
+    /// Decodes a raw status from `wait`.
+    pub fn from_wait_status(status: i32) -> ExitStatus {
+        if libc::WIFEXITED(status) {
+            ExitStatus {
+                code: Some(libc::WEXITSTATUS(status)),
+                signal: None,
+            }
+        } else if libc::WIFSIGNALED(status) {
+            ExitStatus {
+                code: None,
+                signal: Some(libc::WTERMSIG(status)),
+            }
+        } else {
+            ExitStatus::UNKNOWN
+        }
+    }
+
+    /// Neither an exit code nor a signal is known.
+    pub const UNKNOWN: ExitStatus = ExitStatus {
+        code: None,
+        signal: None,
+    };
+
     /// The shell's convention: the exit code, or 128 + the signal number.
     pub fn exit_code(&self) -> i32 {
         match (self.code, self.signal) {
@@ -31,9 +54,11 @@ impl ExitStatus {
     }
 }
 
-/// The kernel's accounting for the leader and every descendant it waited for
-/// (`wait4`: the leader's own usage plus its `RUSAGE_CHILDREN`). Grandchildren
-/// that were orphaned or killed by group termination are not in it.
+/// The kernel's accounting for a job. Under a supervisor: every process of the
+/// job (the supervisor reaps them all and reports its `RUSAGE_CHILDREN`). Under
+/// process-group containment: the leader and every descendant it waited for
+/// (`wait4`); grandchildren that were orphaned or killed by group termination are
+/// not in it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResourceUsage {
     /// Peak resident set of the largest single process among them (kilobytes).
@@ -129,22 +154,7 @@ fn wait4(pid: i32) -> io::Result<(ExitStatus, ResourceUsage)> {
             return Err(err);
         }
     }
-    let exit = if libc::WIFEXITED(status) {
-        ExitStatus {
-            code: Some(libc::WEXITSTATUS(status)),
-            signal: None,
-        }
-    } else if libc::WIFSIGNALED(status) {
-        ExitStatus {
-            code: None,
-            signal: Some(libc::WTERMSIG(status)),
-        }
-    } else {
-        ExitStatus {
-            code: None,
-            signal: None,
-        }
-    };
+    let exit = ExitStatus::from_wait_status(status);
     let usage = ResourceUsage {
         max_rss_kb: usage.ru_maxrss.max(0) as u64,
         user_cpu: timeval(usage.ru_utime),

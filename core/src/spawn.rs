@@ -2,8 +2,8 @@
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use crate::environment::Environment;
 use crate::errno;
 use crate::posix_spawn::{self, Attributes, CStringArray, FileActions};
+use crate::protocol::Launch;
 use crate::resolve::{relative_to, resolve_program};
 use crate::spec::JobSpec;
 
@@ -56,18 +57,34 @@ impl std::fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-/// Spawns the job's leader in a session (hence a process group) of its own.
-///
-/// The program is resolved against the job's final `PATH` first ([`resolve`]),
-/// so `posix_spawn` (a `CLONE_VFORK` clone) always gets a path. The leader gets:
-/// a new session (`POSIX_SPAWN_SETSID`: no controlling terminal, so touching
-/// `/dev/tty` cannot stop it with SIGTTOU; pgid = pid), every signal at its default
-/// action and an empty signal mask (Node ignores SIGPIPE and SIGXFSZ, runtime
-/// threads block signals: none of that is inherited), stdin on `/dev/null`,
-/// stdout/stderr on pipes, and exactly the environment built from the spec.
+/// Spawns the job's leader in a session (hence a process group) of its own, with
+/// its output on two new pipes: [`prepare`], then [`start`].
+pub fn spawn(spec: &JobSpec) -> Result<Spawned, SpawnError> {
+    let launch = prepare(spec)?;
+    let os_error = |e: io::Error| {
+        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+        SpawnError::new(errno, &spec.command, &spec.command, &e.to_string())
+    };
+    let (stdout, stdout_child) = pipe().map_err(os_error)?;
+    let (stderr, stderr_child) = pipe().map_err(os_error)?;
+    let pid = start(&launch, stdout_child.as_fd(), stderr_child.as_fd()).map_err(os_error)?;
+    // The child has its copies; ours must go, or the pipes never reach EOF.
+    drop((stdout_child, stderr_child));
+    Ok(Spawned {
+        pid,
+        stdout,
+        stderr,
+    })
+}
+
+/// Everything about starting `spec` that can be decided before a process exists:
+/// the working directory is checked, the environment built, and the program
+/// resolved against the job's final `PATH` ([`resolve`]), so that the start is a
+/// plain `posix_spawn` of a path (a `CLONE_VFORK` clone). Errors name the command
+/// or the directory, as Node's spawn errors do.
 ///
 /// [`resolve`]: crate::resolve
-pub fn spawn(spec: &JobSpec) -> Result<Spawned, SpawnError> {
+pub fn prepare(spec: &JobSpec) -> Result<Launch, SpawnError> {
     let command = spec.command.as_str();
     if let Some(cwd) = &spec.cwd {
         check_cwd(command, cwd)?;
@@ -82,53 +99,75 @@ pub fn spawn(spec: &JobSpec) -> Result<Spawned, SpawnError> {
             };
             SpawnError::new(errno, command, command, &what)
         })?;
-    let os_error = |e: io::Error| {
-        let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        SpawnError::new(errno, command, command, &e.to_string())
-    };
-    match &spec.cwd {
-        Some(cwd) if !posix_spawn::can_chdir() => spawn_forked(spec, &program, &env, cwd),
-        _ => spawn_posix(spec, &program, &env),
-    }
-    .map_err(os_error)
+    Ok(Launch {
+        program: program.into_os_string().into_vec(),
+        argv: std::iter::once(&spec.command)
+            .chain(&spec.args)
+            .map(|arg| arg.as_bytes().to_vec())
+            .collect(),
+        envp: env.to_entries(),
+        cwd: spec
+            .cwd
+            .as_ref()
+            .map(|cwd| cwd.as_os_str().as_bytes().to_vec()),
+        kill_leftovers: spec.kill_leftovers,
+        grace: spec.kill_grace,
+    })
 }
 
-fn spawn_posix(spec: &JobSpec, program: &Path, env: &Environment) -> io::Result<Spawned> {
-    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
-    let c_program = CString::new(program.as_os_str().as_bytes()).map_err(invalid)?;
-    let argv = CStringArray::new(
-        std::iter::once(spec.command.as_str()).chain(spec.args.iter().map(String::as_str)),
-    )
-    .map_err(invalid)?;
-    let envp = env.to_envp().map_err(invalid)?;
+/// Starts a prepared job's leader: a new session (`POSIX_SPAWN_SETSID`: no
+/// controlling terminal, so touching `/dev/tty` cannot stop it with SIGTTOU; pgid =
+/// pid), every signal at its default action and an empty signal mask (Node ignores
+/// SIGPIPE and SIGXFSZ, runtime threads block signals: none of that is inherited),
+/// stdin on `/dev/null`, stdout and stderr on the given descriptors (which must be
+/// above 2), and exactly `launch.envp`. Returns its pid.
+pub fn start(launch: &Launch, stdout: BorrowedFd, stderr: BorrowedFd) -> io::Result<i32> {
+    let program = Path::new(OsStr::from_bytes(&launch.program));
+    let cwd = launch
+        .cwd
+        .as_deref()
+        .map(|cwd| Path::new(OsStr::from_bytes(cwd)));
+    match cwd {
+        Some(cwd) if !posix_spawn::can_chdir() => {
+            start_forked(launch, program, cwd, stdout, stderr)
+        }
+        _ => start_posix(launch, program, stdout, stderr),
+    }
+}
 
-    let (stdout, stdout_child) = pipe()?;
-    let (stderr, stderr_child) = pipe()?;
+fn start_posix(
+    launch: &Launch,
+    program: &Path,
+    stdout: BorrowedFd,
+    stderr: BorrowedFd,
+) -> io::Result<i32> {
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let c_program = CString::new(launch.program.as_slice()).map_err(invalid)?;
+    let argv = CStringArray::new(launch.argv.iter().map(Vec::as_slice)).map_err(invalid)?;
+    let envp = CStringArray::new(launch.envp.iter().map(Vec::as_slice)).map_err(invalid)?;
+
     let mut actions = FileActions::new()?;
     actions.add_open(0, c"/dev/null", libc::O_RDONLY, 0)?;
-    actions.add_dup2(stdout_child.as_raw_fd(), 1)?;
-    actions.add_dup2(stderr_child.as_raw_fd(), 2)?;
-    if let Some(cwd) = &spec.cwd {
-        actions.add_chdir(&CString::new(cwd.as_os_str().as_bytes()).map_err(invalid)?)?;
+    actions.add_dup2(stdout.as_raw_fd(), 1)?;
+    actions.add_dup2(stderr.as_raw_fd(), 2)?;
+    if let Some(cwd) = &launch.cwd {
+        actions.add_chdir(&CString::new(cwd.as_slice()).map_err(invalid)?)?;
     }
     let attributes = leader_attributes()?;
 
     let first = posix_spawn::spawn(&c_program, &actions, &attributes, &argv, &envp);
-    let pid = or_as_script(first, program, spec.cwd.as_deref(), || {
+    let cwd = launch
+        .cwd
+        .as_deref()
+        .map(|cwd| Path::new(OsStr::from_bytes(cwd)));
+    or_as_script(first, program, cwd, || {
         let sh_argv = CStringArray::new(
-            [SHELL.to_bytes(), program.as_os_str().as_bytes()]
+            [SHELL.to_bytes(), launch.program.as_slice()]
                 .into_iter()
-                .chain(spec.args.iter().map(String::as_bytes)),
+                .chain(launch.argv.iter().skip(1).map(Vec::as_slice)),
         )
         .map_err(invalid)?;
         posix_spawn::spawn(SHELL, &actions, &attributes, &sh_argv, &envp)
-    })?;
-    // The child has its copies; ours must go, or the pipes never reach EOF.
-    drop((stdout_child, stderr_child));
-    Ok(Spawned {
-        pid,
-        stdout,
-        stderr,
     })
 }
 
@@ -149,7 +188,7 @@ pub(crate) fn leader_attributes() -> io::Result<Attributes> {
 /// spawned meanwhile inherits them. Both are kept above 2: a write end that were
 /// fd 0 would be clobbered by the `/dev/null` open, and one that were already
 /// fd 1 or 2 would keep close-on-exec through a no-op `dup2` on glibc < 2.29.
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: a valid array of two descriptors for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -187,18 +226,21 @@ fn has_shebang(path: &Path) -> bool {
 /// (which makes it fork) doing what the spawn attributes do elsewhere, and the
 /// same ENOEXEC rule ([`or_as_script`]: not every libc's `execvp` retries with
 /// `/bin/sh`; musl's does not).
-fn spawn_forked(
-    spec: &JobSpec,
+fn start_forked(
+    launch: &Launch,
     program: &Path,
-    env: &Environment,
     cwd: &Path,
-) -> io::Result<Spawned> {
-    let args = spec.args.iter().map(OsStr::new);
-    let first = fork_exec(program, OsStr::new(&spec.command), args, env, cwd);
+    stdout: BorrowedFd,
+    stderr: BorrowedFd,
+) -> io::Result<i32> {
+    let args = launch.argv.iter().skip(1).map(|a| OsStr::from_bytes(a));
+    let arg0 = OsStr::from_bytes(launch.argv.first().map_or(&[][..], Vec::as_slice));
+    let first = fork_exec(program, arg0, args, launch, cwd, stdout, stderr);
     or_as_script(first, program, Some(cwd), || {
         let shell = Path::new(SHELL.to_str().expect("an ASCII path"));
-        let args = std::iter::once(program.as_os_str()).chain(spec.args.iter().map(OsStr::new));
-        fork_exec(shell, shell.as_os_str(), args, env, cwd)
+        let args = std::iter::once(program.as_os_str())
+            .chain(launch.argv.iter().skip(1).map(|a| OsStr::from_bytes(a)));
+        fork_exec(shell, shell.as_os_str(), args, launch, cwd, stdout, stderr)
     })
 }
 
@@ -230,19 +272,25 @@ fn fork_exec<'a>(
     program: &Path,
     arg0: &OsStr,
     args: impl Iterator<Item = &'a OsStr>,
-    env: &Environment,
+    launch: &Launch,
     cwd: &Path,
-) -> io::Result<Spawned> {
+    stdout: BorrowedFd,
+    stderr: BorrowedFd,
+) -> io::Result<i32> {
     let signals = posix_spawn::signal_count();
     let mut cmd = Command::new(program);
     cmd.arg0(arg0)
         .args(args)
         .env_clear()
-        .envs(env.vars().iter().map(|(k, v)| (k, v)))
+        .envs(launch.envp.iter().map(|entry| {
+            let at = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
+            let value = entry.get(at + 1..).unwrap_or_default();
+            (OsStr::from_bytes(&entry[..at]), OsStr::from_bytes(value))
+        }))
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(stdout.try_clone_to_owned()?)
+        .stderr(stderr.try_clone_to_owned()?);
     // SAFETY: the closure only makes async-signal-safe system calls and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
@@ -269,13 +317,9 @@ fn fork_exec<'a>(
             Ok(())
         })
     };
-    let mut child = cmd.spawn()?;
-    // Dropping a std Child neither kills nor waits: reaping is `reap::Leader`'s job.
-    Ok(Spawned {
-        pid: child.id() as i32,
-        stdout: child.stdout.take().expect("stdout was piped").into(),
-        stderr: child.stderr.take().expect("stderr was piped").into(),
-    })
+    let child = cmd.spawn()?;
+    // Dropping a std Child neither kills nor waits: reaping is the caller's job.
+    Ok(child.id() as i32)
 }
 
 fn check_cwd(command: &str, cwd: &Path) -> Result<(), SpawnError> {
@@ -314,6 +358,40 @@ mod tests {
         assert!(err.message.contains("/no/such/dir"), "{}", err.message);
     }
 
+    /// Starts `spec` as `program` in `dir` through the forked fallback.
+    fn forked(spec: &JobSpec, program: &str, dir: &Path) -> io::Result<Spawned> {
+        let mut spec = spec.clone();
+        spec.base_env.get_or_insert_with(Vec::new);
+        let env = Environment::new(spec.base_env.as_deref(), &spec.env);
+        let launch = Launch {
+            program: program.as_bytes().to_vec(),
+            envp: env.to_entries(),
+            cwd: Some(dir.as_os_str().as_bytes().to_vec()),
+            ..prepare(&JobSpec::new("true")).unwrap()
+        };
+        let launch = Launch {
+            argv: std::iter::once(&spec.command)
+                .chain(&spec.args)
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            ..launch
+        };
+        let (stdout, stdout_child) = pipe()?;
+        let (stderr, stderr_child) = pipe()?;
+        let pid = start_forked(
+            &launch,
+            Path::new(program),
+            dir,
+            stdout_child.as_fd(),
+            stderr_child.as_fd(),
+        )?;
+        Ok(Spawned {
+            pid,
+            stdout,
+            stderr,
+        })
+    }
+
     /// Runs `spawned` to its end; returns its stdout and wait status.
     fn finish(spawned: Spawned) -> (String, i32) {
         let mut out = String::new();
@@ -348,8 +426,7 @@ mod tests {
                       echo \"$LW_FORKED\" \"${HOME-unset}\"; exec grep '^Sig[IB]' /proc/self/status";
         let mut spec = JobSpec::new("sh").args(["-c", script]);
         spec.base_env = Some(vec![("LW_FORKED".into(), "yes".into())]);
-        let env = Environment::new(spec.base_env.as_deref(), &spec.env);
-        let spawned = spawn_forked(&spec, Path::new("/bin/sh"), &env, &dir).unwrap();
+        let spawned = forked(&spec, "/bin/sh", &dir).unwrap();
         let pid = spawned.pid;
         let (out, status) = finish(spawned);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -375,12 +452,12 @@ mod tests {
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let spec = JobSpec::new("./script").args(["arg"]);
-        let env = Environment::new(Some(&[]), &[]);
+
         // Another test's fork may briefly hold a copy of the descriptor that wrote the
         // script (inherited between its fork and exec): exec then fails with ETXTBSY.
         let mut attempts = 0;
         let spawned = loop {
-            match spawn_forked(&spec, Path::new("./script"), &env, &dir) {
+            match forked(&spec, "./script", &dir) {
                 Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));

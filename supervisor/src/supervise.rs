@@ -1,0 +1,199 @@
+//! One job's supervisor: forked by the fork server for each job, it starts the
+//! job's main process, reaps and contains the job's whole tree
+//! ([`Supervision`]), and talks to the host over the job's control socket
+//! ([`protocol`]).
+//!
+//! The control socket is also the job's lifeline: only the host holds its other
+//! end, so when the host dies — SIGKILL included — the kernel closes it, we read
+//! end-of-stream, and terminate the job (SIGTERM, grace period, SIGKILL) by
+//! ourselves. The host closes it on purpose for the same effect (a Node worker
+//! thread or process that exits).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use local_worker_core::fd_passing;
+use local_worker_core::protocol::{Frames, FromSupervisor, Launch, ToSupervisor};
+use local_worker_core::spawn;
+
+use crate::signals;
+use crate::supervision::{Supervision, children_usage};
+
+/// What the fork server hands a supervisor: the control socket, the write ends of
+/// the job's stdout and stderr pipes, and the host's working directory.
+pub struct JobFds {
+    pub control: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub cwd: OwnedFd,
+}
+
+/// Runs one job to its end, then exits the process.
+pub fn run(fds: JobFds) -> ! {
+    // SAFETY: plain prctl calls on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+        libc::prctl(libc::PR_SET_NAME, c"lw-supervisor".as_ptr());
+    }
+    let code = match supervise(fds) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    std::process::exit(code)
+}
+
+fn supervise(fds: JobFds) -> io::Result<()> {
+    let JobFds {
+        control,
+        stdout,
+        stderr,
+        cwd,
+    } = fds;
+    let signal_fd = signals::take()?;
+    fd_passing::set_nonblocking(control.as_fd(), false)?;
+    let mut frames = Frames::default();
+    let Some(ToSupervisor::Launch(launch)) = receive(control.as_fd(), &mut frames)? else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "no launch"));
+    };
+    // The job starts where the host was when it asked (its `cwd` is absolute).
+    // SAFETY: plain syscall on a descriptor we own.
+    if unsafe { libc::fchdir(cwd.as_raw_fd()) } != 0 {
+        let errno = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        return send(control.as_fd(), &FromSupervisor::SpawnFailed { errno });
+    }
+    drop(cwd);
+    let main = match spawn::start(&launch, stdout.as_fd(), stderr.as_fd()) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            return send(control.as_fd(), &FromSupervisor::SpawnFailed { errno });
+        }
+    };
+    // The job's processes hold the pipes now; ours would keep them from EOF.
+    drop((stdout, stderr));
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::getpid() };
+    let _ = send(
+        control.as_fd(),
+        &FromSupervisor::Spawned {
+            pid: main,
+            supervisor: me,
+        },
+    );
+    let leftovers = launch.kill_leftovers.then_some(launch.grace);
+    let mut supervision = Supervision::new(main, leftovers);
+    event_loop(&mut supervision, &launch, control, signal_fd, frames)
+}
+
+fn event_loop(
+    supervision: &mut Supervision,
+    launch: &Launch,
+    control: OwnedFd,
+    signal_fd: OwnedFd,
+    mut frames: Frames,
+) -> io::Result<()> {
+    // What came with the launch (a Terminate sent before we ran) is acted on first.
+    // Reading stops at end of stream; writing goes on, in case the host only shut
+    // down its side (it lets go of the job, but still listens).
+    let mut listening = act_on(&mut frames, supervision, launch);
+    loop {
+        if let Some(complete) = supervision.finished() {
+            let usage = children_usage();
+            let _ = send(control.as_fd(), &FromSupervisor::Done { usage, complete });
+            return Ok(());
+        }
+        let timeout = supervision
+            .deadline()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        let ready = signals::wait_readable(
+            &[Some(signal_fd.as_fd()), listening.then(|| control.as_fd())],
+            timeout,
+        );
+        if ready[0] {
+            for signal in signals::read(signal_fd.as_fd()) {
+                if signal != libc::SIGCHLD {
+                    // Someone asked us to end: end the job, as its host would.
+                    supervision.terminate(launch.grace);
+                }
+            }
+        }
+        if let Some(wait_status) = supervision.reap() {
+            let _ = send(control.as_fd(), &FromSupervisor::Exited { wait_status });
+        }
+        if ready[1] {
+            listening = match read_more(control.as_fd(), &mut frames) {
+                Ok(n) if n > 0 => act_on(&mut frames, supervision, launch),
+                // The host is gone, or lets go of the job: end it by ourselves.
+                _ => {
+                    supervision.terminate(launch.grace);
+                    false
+                }
+            };
+        }
+        supervision.advance(Instant::now());
+    }
+}
+
+/// Acts on the whole messages received; `false` once nothing more is to be read
+/// (a message that may not come after the launch ends the job, as end of stream does).
+fn act_on(frames: &mut Frames, supervision: &mut Supervision, launch: &Launch) -> bool {
+    loop {
+        match frames.next_message::<ToSupervisor>() {
+            Ok(Some(ToSupervisor::Terminate { grace })) => supervision.terminate(grace),
+            Ok(None) => return true,
+            Ok(Some(ToSupervisor::Launch(_))) | Err(_) => {
+                supervision.terminate(launch.grace);
+                return false;
+            }
+        }
+    }
+}
+
+/// Blocks until a whole message has arrived; `None` at end of stream.
+fn receive(control: BorrowedFd, frames: &mut Frames) -> io::Result<Option<ToSupervisor>> {
+    loop {
+        if let Some(message) = frames
+            .next_message()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        {
+            return Ok(Some(message));
+        }
+        if read_more(control, frames)? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// One read from the control socket into `frames`; 0 at end of stream.
+fn read_more(control: BorrowedFd, frames: &mut Frames) -> io::Result<usize> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        // SAFETY: reads into a local buffer of that length.
+        let n = unsafe { libc::read(control.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            frames.push(&buf[..n as usize]);
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Writes one message whole; fails (without SIGPIPE) once the host is gone.
+pub fn send(control: BorrowedFd, message: &FromSupervisor) -> io::Result<()> {
+    let bytes = message.encode();
+    let mut written = 0;
+    while written < bytes.len() {
+        match fd_passing::send_with_fds(control, &bytes[written..], &[], 0) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
