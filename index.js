@@ -93,7 +93,7 @@ function choose() {
   if (NATIVE_PLATFORMS.includes(platform)) {
     process.emitWarning(
       `no native binary is installed for ${platform} (the optional dependency ${PACKAGE}-${platform} is missing); ` +
-        'jobs run on the JavaScript implementation, without resourceUsage, posix_spawn or the SIGKILL watchdog.',
+        'jobs run on the JavaScript implementation, without resourceUsage, posix_spawn or a supervisor per job.',
       { code: 'LOCAL_WORKER_JS_FALLBACK' },
     )
   }

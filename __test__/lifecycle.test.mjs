@@ -86,12 +86,12 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
   })
 }
 
-test('Node killed by SIGKILL: the watchdog kills the jobs', { skip: nativeOnly('the SIGKILL watchdog') }, async (t) => {
+test('Node killed by SIGKILL: the supervisors end the jobs', { skip: nativeOnly('a supervisor per job') }, async (t) => {
   const mark = marker('node-sigkill')
   t.after(() => killAll(mark))
   const outcome = await runFixture('wait', mark, (child) => child.kill('SIGKILL'))
   assert.equal(outcome.signal, 'SIGKILL')
-  // The watchdog notices the closed pipe at once; give the kernel a moment.
+  // Each supervisor reads end of stream on its control socket at once; give the kernel a moment.
   const deadline = performance.now() + 3000
   while (processesWith(mark).length > 0 && performance.now() < deadline) await sleep(20)
   assert.deepEqual(processesWith(mark), [])

@@ -6,7 +6,8 @@
 // What it cannot give (README.md lists the rest of the contract it keeps):
 // - no `resourceUsage` in results (child_process does not expose a child's rusage);
 // - spawning is child_process's (fork on Linux), not posix_spawn;
-// - no watchdog: if Node is SIGKILLed, its running jobs are not killed.
+// - no supervisor per job: jobs are contained by their process group only (a setsid daemon
+//   escapes, orphans go to init), and if Node is SIGKILLed its running jobs are not ended.
 //
 //   js/index.js       the LocalWorkerAdapter class
 //   js/validate.js    reading and validating the job and the options, naming the field

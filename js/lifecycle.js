@@ -12,8 +12,8 @@
 //   application's: ours (any copy, native or JS: marked with a registry symbol) and
 //   signal-exit's (counted in its global emitter), which step back while others listen.
 //   As PID 1 a re-raised signal does nothing, so Node exits with 128 + the signal's number.
-// * SIGKILL: nothing runs in a SIGKILLed process; only the native implementation has a
-//   watchdog for that.
+// * SIGKILL: nothing runs in a SIGKILLed process; only the native implementation's supervisors
+//   end the jobs then.
 
 const { constants: { signals: SIGNAL_NUMBERS } } = require('node:os')
 

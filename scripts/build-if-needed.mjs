@@ -1,4 +1,4 @@
-// Builds the addon from source when it is missing or older than its sources, so that a fresh
+// Builds the addon and its supervisor from source when either is missing or older than its sources, so that a fresh
 // clone needs only `npm install` then `npm test` (or `npm start`).
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const SOURCES = ['Cargo.toml', 'Cargo.lock', 'build.rs', 'package.json', 'types/header.d.ts', 'src', 'core/src', 'core/Cargo.toml']
+const SOURCES = ['Cargo.toml', 'Cargo.lock', 'build.rs', 'package.json', 'types/header.d.ts', 'src', 'core/src', 'core/Cargo.toml', 'supervisor/src', 'supervisor/Cargo.toml']
 
 function newest(path) {
   const stat = statSync(path)
@@ -17,7 +17,9 @@ function newest(path) {
 // The binary `napi build --platform` writes for this machine: local-worker.<os>-<arch>[-<abi>].node
 const prefix = `local-worker.${process.platform}-${process.arch}`
 const addons = readdirSync(root).filter((name) => name.startsWith(prefix) && name.endsWith('.node'))
-const built = addons.length > 0 ? statSync(join(root, addons[0])).mtimeMs : -1
+// Both the addon and, beside it, its supervisor executable (scripts/build-supervisor.mjs).
+const outputs = addons.length > 0 ? [join(root, addons[0]), join(root, 'local-worker')] : []
+const built = outputs.length > 0 && outputs.every(existsSync) ? Math.min(...outputs.map((f) => statSync(f).mtimeMs)) : -1
 const sources = Math.max(...SOURCES.filter((p) => existsSync(join(root, p))).map((p) => newest(join(root, p))))
 
 if (built >= sources) {

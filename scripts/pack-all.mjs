@@ -3,7 +3,9 @@
 // and writes to dist/ the main package's tarball and one tarball per platform package.
 //
 // The platform package folders are generated (`napi create-npm-dirs`, `napi artifacts`) in a
-// staging folder, target/pack/, never in the source tree. Installs what it uses: the rustup
+// staging folder, target/pack/, never in the source tree. Each also gets the supervisor executable
+// (`local-worker`, the supervisor/ crate) beside its .node: one static musl build per architecture,
+// which runs on any Linux of that architecture, glibc or musl. Installs what it uses: the rustup
 // targets, and zig + cargo-zigbuild from PyPI.
 //
 // Options: --targets a,b (a subset of napi.targets), --skip-build (reuse target/pack/artifacts).
@@ -50,9 +52,16 @@ export function platformOf(target) {
   return [os, cpu, abi].filter(Boolean).join('-')
 }
 
+/** The supervisor's build for a target's architecture: static, linked with musl. */
+export function supervisorTarget(target) {
+  return `${target.split('-')[0]}-unknown-linux-musl`
+}
+const SUPERVISOR = 'local-worker'
+
 function ensureToolchain() {
   const installed = output('rustup', ['target', 'list', '--installed'])?.split('\n') ?? []
-  const missing = targets.filter((t) => !installed.includes(t))
+  const wanted = [...new Set([...targets, ...targets.map(supervisorTarget)])]
+  const missing = wanted.filter((t) => !installed.includes(t))
   if (missing.length > 0) run('rustup', ['target', 'add', ...missing])
   if (output('cargo', ['zigbuild', '--version']) === null || output('python3', ['-m', 'ziglang', 'version']) === null) {
     run('python3', ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', 'ziglang', 'cargo-zigbuild'])
@@ -73,6 +82,22 @@ function build(target) {
     '--no-js', '--dts', 'scratch/index.d.ts',
   ])
   console.log(`pack:all: built ${target} in ${(ms / 1000).toFixed(1)} s`)
+}
+
+/** Builds the supervisor for `target` (a musl triple) into target/pack/supervisor/<target>/. */
+function buildSupervisor(target) {
+  const ms = run('cargo', ['zigbuild', '--release', '-p', 'local-worker-supervisor', '--target', target])
+  const dir = join(artifacts, '..', 'supervisor', target)
+  mkdirSync(dir, { recursive: true })
+  cpSync(join(root, 'target', target, 'release', SUPERVISOR), join(dir, SUPERVISOR))
+  console.log(`pack:all: built the supervisor for ${target} in ${(ms / 1000).toFixed(1)} s`)
+}
+
+/** Fails unless the supervisor is a static executable: no interpreter, no shared library. */
+function checkStatic(file) {
+  const headers = output('readelf', ['-l', '-d', '-W', file]) ?? ''
+  if (/INTERP|\(NEEDED\)/.test(headers)) throw new Error(`${file} is not static:\n${headers}`)
+  console.log(`pack:all: ${file.split('/').slice(-2).join('/')} is static`)
 }
 
 /** Version strings (GLIBC_2.17, ...) a binary needs, read with readelf (any architecture). */
@@ -119,6 +144,10 @@ function main() {
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(artifacts, { recursive: true })
     for (const target of targets) build(target)
+    for (const target of new Set(targets.map(supervisorTarget))) buildSupervisor(target)
+  }
+  for (const target of new Set(targets.map(supervisorTarget))) {
+    checkStatic(join(staging, 'supervisor', target, SUPERVISOR))
   }
   for (const target of targets) {
     checkLibc(target, join(artifacts, `${pkg.napi.binaryName}.${platformOf(target)}.node`))
@@ -143,6 +172,14 @@ function main() {
   rmSync(npmDir, { recursive: true, force: true })
   run('npx', ['napi', 'create-npm-dirs', '--cwd', main, '--npm-dir', npmDir])
   run('npx', ['napi', 'artifacts', '--cwd', main, '--output-dir', artifacts, '--npm-dir', npmDir])
+  // Beside each .node, its architecture's supervisor, listed in the package's files.
+  for (const target of targets) {
+    const dir = join(npmDir, platformOf(target))
+    cpSync(join(staging, 'supervisor', supervisorTarget(target), SUPERVISOR), join(dir, SUPERVISOR))
+    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
+    manifest.files = [...new Set([...(manifest.files ?? []), SUPERVISOR])]
+    writeJson(join(dir, 'package.json'), manifest)
+  }
 
   rmSync(dist, { recursive: true, force: true })
   mkdirSync(dist, { recursive: true })
@@ -150,6 +187,7 @@ function main() {
   for (const dir of [main, ...targets.map((t) => join(npmDir, platformOf(t)))]) {
     const files = readdirSync(dir)
     if (dir !== main && !files.some((f) => f.endsWith('.node'))) throw new Error(`${dir} holds no .node`)
+    if (dir !== main && !files.includes(SUPERVISOR)) throw new Error(`${dir} holds no ${SUPERVISOR}`)
     const result = spawnSync('npm', ['pack', '--silent', '--pack-destination', dist], { cwd: dir, encoding: 'utf8' })
     if (result.status !== 0) throw new Error(`npm pack in ${dir} failed:\n${result.stderr}`)
     packed.push(result.stdout.trim())

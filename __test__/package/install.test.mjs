@@ -66,9 +66,11 @@ function node(dir, code, { type = 'commonjs', env = {} } = {}) {
   return spawnSync(process.execPath, argv, { cwd: dir, env: { ...envWithoutRust, ...env }, encoding: 'utf8' })
 }
 
+// The job also says what its parent is: its supervisor (the platform package's local-worker
+// executable), or Node itself without one.
 const RUN_JOB_CJS = `
 const { LocalWorkerAdapter, implementation } = require('${NAME}')
-new LocalWorkerAdapter().execute({ command: 'sh', args: ['-c', 'echo "job ran: $0"', 'cjs'] })
+new LocalWorkerAdapter().execute({ command: 'sh', args: ['-c', 'echo "job ran: $0"; cat /proc/$PPID/comm', 'cjs'] })
   .then((r) => console.log(JSON.stringify({ implementation, stdout: r.stdout, exitCode: r.exitCode, usage: r.resourceUsage !== undefined })))
 `
 const RUN_JOB_ESM = `
@@ -90,8 +92,12 @@ test('the main tarball and the x64-gnu tarball install in seconds, without Rust,
 
   const cjs = node(dir, RUN_JOB_CJS)
   assert.equal(cjs.status, 0, cjs.stderr)
-  assert.deepEqual(JSON.parse(cjs.stdout), { implementation: 'native', stdout: 'job ran: cjs\n', exitCode: 0, usage: true })
+  // Under the supervisor shipped in the platform package (a static musl executable), which
+  // started without a warning.
+  assert.deepEqual(JSON.parse(cjs.stdout), { implementation: 'native', stdout: 'job ran: cjs\nlw-supervisor\n', exitCode: 0, usage: true })
   assert.equal(cjs.stderr, '')
+  const supervisor = join(dir, 'node_modules', `${NAME}-${HOST_PLATFORM}`, 'local-worker')
+  assert.ok(isExecutable(supervisor), `${supervisor} is not executable`)
 
   const esm = node(dir, RUN_JOB_ESM, { type: 'module' })
   assert.equal(esm.status, 0, esm.stderr)
@@ -103,7 +109,7 @@ test('without a platform package the JavaScript implementation runs the job, and
   npmInstall(dir, [tarball()])
   const cjs = node(dir, RUN_JOB_CJS)
   assert.equal(cjs.status, 0, cjs.stderr)
-  assert.deepEqual(JSON.parse(cjs.stdout), { implementation: 'js', stdout: 'job ran: cjs\n', exitCode: 0, usage: false })
+  assert.deepEqual(JSON.parse(cjs.stdout), { implementation: 'js', stdout: 'job ran: cjs\nnode\n', exitCode: 0, usage: false })
   assert.match(cjs.stderr, /LOCAL_WORKER_JS_FALLBACK/)
   assert.match(cjs.stderr, new RegExp(`${NAME}-${HOST_PLATFORM}`))
 
@@ -150,5 +156,6 @@ test('the main package has no install script and one optional dependency per pla
     assert.equal(platform.cpu.length, 1)
     assert.ok(name.endsWith(`-${platform.cpu[0]}-${platform.libc[0] === 'glibc' ? 'gnu' : 'musl'}`), name)
     assert.match(platform.main, /\.node$/)
+    assert.ok(platform.files.includes('local-worker'), `${name} ships the supervisor: ${platform.files}`)
   }
 })

@@ -3,10 +3,9 @@
 //! Only the mechanics live here; what the job's leader gets (session, signals,
 //! stdio) is decided in [`crate::spawn`].
 
-use std::ffi::{CStr, CString, NulError, c_char, c_int, c_void};
+use std::ffi::{CStr, CString, NulError, c_char, c_int};
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::OnceLock;
 
 fn check(ret: c_int) -> io::Result<()> {
     // The posix_spawn family returns the error number instead of setting errno.
@@ -204,6 +203,8 @@ type AddChdir = unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, *con
 /// glibc 2.29 and the binaries must load on glibc 2.28, so it is never linked.
 #[cfg(not(target_env = "musl"))]
 fn addchdir_np() -> Option<AddChdir> {
+    use std::ffi::c_void;
+    use std::sync::OnceLock;
     static ADDCHDIR: OnceLock<Option<AddChdir>> = OnceLock::new();
     *ADDCHDIR.get_or_init(|| {
         // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the loaded objects.

@@ -1,0 +1,27 @@
+// Builds the supervisor executable (`local-worker`, the supervisor/ crate) for this machine and puts
+// it beside the addon's .node in the tree, where the addon looks for it (as it does in a platform
+// package). `npm run build` runs it after `napi build`; pack:all builds the published ones.
+//
+// Built for the host's own target triple, into target/<triple>/: a plain `cargo build --release`
+// into target/release would invalidate napi build's cache there (and the other way round).
+import { copyFileSync, chmodSync } from 'node:fs'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const profile = process.argv.includes('--debug') ? 'debug' : 'release'
+
+const rustc = spawnSync('rustc', ['-vV'], { encoding: 'utf8' })
+const host = /^host: (.+)$/m.exec(rustc.stdout ?? '')?.[1]
+if (!host) {
+  console.error(`build-supervisor: cannot tell the host target from rustc -vV: ${rustc.stderr ?? rustc.error}`)
+  process.exit(1)
+}
+const args = ['build', '-p', 'local-worker-supervisor', '--target', host, ...(profile === 'release' ? ['--release'] : [])]
+const built = spawnSync('cargo', args, { cwd: root, stdio: 'inherit' })
+if (built.status !== 0) process.exit(built.status ?? 1)
+const destination = join(root, 'local-worker')
+copyFileSync(join(root, 'target', host, profile, 'local-worker'), destination)
+chmodSync(destination, 0o755)
+console.log(`build-supervisor: ${destination} (${host}, ${profile})`)
