@@ -168,3 +168,24 @@ test('Node as PID 1: hundreds of jobs that each orphan a daemon leave no zombie'
   assert.equal(report.total, 300)
   assert.deepEqual(report.zombies, [], JSON.stringify(report))
 })
+
+test('a supervisor killed by someone else: the job rejects with ERR_LOCAL_WORKER_SUPERVISOR_LOST and its main group is killed', { skip }, async (t) => {
+  const mark = marker('supervisor-killed')
+  t.after(() => killAll(mark))
+  let supervisor
+  const error = await rejection(adapter.execute({
+    command: 'sh',
+    // The job's shell says who its supervisor is (once the host knows the job's pid: a
+    // supervisor tells within 2 ms), then becomes a loop carrying the mark.
+    args: ['-c', `sleep 0.05; echo $PPID; exec sh -c '${loop}' ${split(mark)}`],
+    onStdout: (text) => {
+      supervisor = Number(text.trim())
+      process.kill(supervisor, 'SIGKILL')
+    },
+  }))
+  assert.equal(error.code, 'ERR_LOCAL_WORKER_SUPERVISOR_LOST')
+  assert.match(error.message, new RegExp(`supervisor of "sh" \\(pid ${supervisor}\\) died`))
+  assert.equal(error.stdout, `${supervisor}\n`)
+  assert.equal(typeof error.pid, 'number')
+  assert.deepEqual(await goneSoon(mark), [])
+})

@@ -18,6 +18,12 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXECA_MAX_BUFFER = 1024 * 1024 * 1024;
 
 export const ADAPTER_NAMES = ['ours', 'child_process', 'execa'];
+/**
+ * Measured besides the others where a scenario counts its jobs (`jobs`): ours with
+ * process-group containment only (LOCAL_WORKER_SUPERVISOR=off), to show what the
+ * supervisor per job costs.
+ */
+export const GROUPED = 'ours-grouped';
 
 /** (1) ours: the native addon, one adapter instance reused for every job. */
 async function createOurs() {
@@ -29,6 +35,13 @@ async function createOurs() {
     // parsing sees the same job shape a TypeScript caller would send.
     execute: (job) => worker.execute(compact(job)),
   };
+}
+
+/** (1b) ours without a supervisor per job: jobs contained by their process group only. */
+async function createOursGrouped() {
+  // Read once, when the first adapter is constructed.
+  process.env.LOCAL_WORKER_SUPERVISOR = 'off';
+  return createOurs();
 }
 
 /**
@@ -111,13 +124,14 @@ async function createExeca() {
 
 const FACTORIES = {
   ours: createOurs,
+  [GROUPED]: createOursGrouped,
   child_process: createChildProcess,
   execa: createExeca,
 };
 
 export async function createAdapter(name) {
   const factory = FACTORIES[name];
-  if (!factory) throw new Error(`unknown adapter "${name}" (known: ${ADAPTER_NAMES.join(', ')})`);
+  if (!factory) throw new Error(`unknown adapter "${name}" (known: ${[...ADAPTER_NAMES, GROUPED].join(', ')})`);
   return factory();
 }
 

@@ -32,7 +32,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { ADAPTER_NAMES, ROOT } from './adapters.mjs';
+import { ADAPTER_NAMES, GROUPED, ROOT } from './adapters.mjs';
 import { SCENARIOS, SCENARIO_NAMES } from './scenarios.mjs';
 
 const SCENARIO_SCRIPT = fileURLToPath(new URL('./scenario.mjs', import.meta.url));
@@ -68,7 +68,7 @@ function parseArgs(argv) {
       opts.rounds = Number(value());
       if (!Number.isInteger(opts.rounds) || opts.rounds < 1) usage('--rounds wants a positive integer');
     } else if (arg === '--only') opts.scenarios = list(value(), SCENARIO_NAMES, 'scenario');
-    else if (arg === '--adapters') opts.adapters = list(value(), ADAPTER_NAMES, 'adapter');
+    else if (arg === '--adapters') opts.adapters = list(value(), [...ADAPTER_NAMES, GROUPED], 'adapter');
     else if (arg === '--timeout') {
       opts.timeoutS = Number(value());
       if (!(opts.timeoutS > 0)) usage('--timeout wants seconds > 0');
@@ -193,15 +193,22 @@ if (opts.adapters.includes('ours')) {
   }
 }
 
+// The adapters of each scenario: the chosen ones, plus ours without supervisors where the
+// scenario counts its jobs (the supervisor's cost per job is printed from the pair).
+const adaptersOf = (scenario) =>
+  SCENARIOS[scenario].jobs && opts.adapters.includes('ours') && !opts.adapters.includes(GROUPED)
+    ? [...opts.adapters, GROUPED]
+    : opts.adapters;
 // runs[scenario][adapter] = [{ round, ms, maxRssKb, ok, detail, lagMs }]
-const runs = Object.fromEntries(opts.scenarios.map((s) => [s, Object.fromEntries(opts.adapters.map((a) => [a, []]))]));
+const runs = Object.fromEntries(opts.scenarios.map((s) => [s, Object.fromEntries(adaptersOf(s).map((a) => [a, []]))]));
 const failures = [];
 
 for (let round = 1; round <= opts.rounds; round++) {
   // Rotate the adapter order each round (see the header for why).
-  const shift = (round - 1) % opts.adapters.length;
-  const order = [...opts.adapters.slice(shift), ...opts.adapters.slice(0, shift)];
   for (const scenario of opts.scenarios) {
+    const adapters = adaptersOf(scenario);
+    const shift = (round - 1) % adapters.length;
+    const order = [...adapters.slice(shift), ...adapters.slice(0, shift)];
     for (const adapter of order) {
       const r = await measure(adapter, scenario, opts.timeoutS);
       runs[scenario][adapter].push({ round, ...r });
@@ -221,7 +228,7 @@ for (let round = 1; round <= opts.rounds; round++) {
 const stats = {};
 for (const scenario of opts.scenarios) {
   stats[scenario] = {};
-  for (const adapter of opts.adapters) {
+  for (const adapter of adaptersOf(scenario)) {
     const good = runs[scenario][adapter].filter((r) => r.ok);
     stats[scenario][adapter] = {
       ok: good.length,
@@ -241,7 +248,7 @@ console.log(
   table(
     ['scenario', 'adapter', 'ok', 'time ms', 'min–max ms', 'peak RSS MB', '(run only)', 'max tick gap ms'],
     opts.scenarios.flatMap((scenario) =>
-      opts.adapters.map((adapter) => {
+      adaptersOf(scenario).map((adapter) => {
         const s = stats[scenario][adapter];
         return [
           scenario,
@@ -274,6 +281,21 @@ if (opts.adapters.includes('ours') && opts.adapters.length > 1) {
       ),
     ),
   );
+}
+
+const costRows = opts.scenarios
+  .filter((scenario) => stats[scenario][GROUPED] && stats[scenario].ours)
+  .map((scenario) => {
+    const { jobs } = SCENARIOS[scenario];
+    const o = stats[scenario].ours;
+    const g = stats[scenario][GROUPED];
+    const perJob = o.ms == null || g.ms == null ? null : (o.ms - g.ms) / jobs;
+    const c = stats[scenario][BASELINE];
+    return [scenario, num(o.ms), num(g.ms), perJob == null ? '-' : `${perJob.toFixed(3)} ms`, c ? ratio(g.ms / c.ms) : '-'];
+  });
+if (costRows.length) {
+  console.log('\n## the supervisor per job: ours with it vs without it (process-group containment only)\n');
+  console.log(table(['scenario', 'ours ms', `${GROUPED} ms`, 'supervisor cost per job', `${GROUPED}/${BASELINE}`], costRows));
 }
 
 console.log(`\n## goals (medians; baseline is ${BASELINE}, the adapter ours replaces)\n`);

@@ -11,11 +11,11 @@ export interface WorkerJob {
   env?: Record<string, string>
   /** Working directory of the process. */
   cwd?: string
-  /** Milliseconds; 0 or absent: no limit. On expiry the job's process group is terminated and the promise rejects with `code: 'ETIMEDOUT'`. */
+  /** Milliseconds; 0 or absent: no limit. On expiry every process of the job is terminated and the promise rejects with `code: 'ETIMEDOUT'`. */
   timeout?: number
   /** Accepted and ignored by the local adapter. */
   meta?: Record<string, any>
-  /** Aborting terminates the job's process group; the promise rejects with an `AbortError` (`code: 'ABORT_ERR'`). */
+  /** Aborting terminates every process of the job; the promise rejects with an `AbortError` (`code: 'ABORT_ERR'`). */
   signal?: AbortSignal
   /** Receives stdout as it arrives, decoded as UTF-8. A callback that throws fails the job. */
   onStdout?: (data: string) => void
@@ -31,7 +31,10 @@ export interface WorkerJob {
   killLeftovers?: boolean
 }
 
-/** Kernel accounting of the job's main process and the descendants it waited for (`wait4`). */
+/**
+ * Kernel accounting of every process of the job (its supervisor reaps them all). Without a
+ * supervisor: the main process and the descendants it waited for (`wait4`).
+ */
 export interface ResourceUsage {
   /** Peak resident set size of the largest of those processes, in KiB. */
   maxRssKb: number
@@ -67,17 +70,18 @@ export interface WorkerAdapter {
 export interface LocalWorkerOptions {
   /** Bytes kept per stream (the most recent ones); older bytes are dropped and counted. Default 100 MB (100 * 1024 * 1024), at most 2^29 - 24. */
   maxBuffer?: number
-  /** Milliseconds between SIGTERM and SIGKILL when a job's process group is terminated. Default 5000. */
+  /** Milliseconds between SIGTERM and SIGKILL when a job's processes are terminated. Default 5000. */
   killGracePeriod?: number
   /** Milliseconds to keep reading output after the job's processes are gone, for pipes held by escaped processes. Default 200. */
   drainTimeout?: number
-  /** Terminate what the main process left in its process group when it exits. Default true. */
+  /** Terminate whatever the main process left running (daemons included) when it exits. Default true. */
   killLeftovers?: boolean
 }
 
 /**
  * The error a job rejects with when it timed out (`ETIMEDOUT`), was aborted (`ABORT_ERR`),
- * or one of its callbacks threw (`ERR_CALLBACK_FAILED`): it carries the partial output.
+ * one of its callbacks threw (`ERR_CALLBACK_FAILED`), or its supervisor was killed by someone
+ * else (`ERR_LOCAL_WORKER_SUPERVISOR_LOST`): it carries the partial output.
  * Spawn failures carry Node's fields instead (`code` such as `ENOENT`, `errno`, `syscall`, `path`, `spawnargs`).
  */
 export interface WorkerJobError extends Error, Partial<WorkerResult> {

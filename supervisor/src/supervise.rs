@@ -91,8 +91,10 @@ fn supervise(fds: JobFds) -> io::Result<()> {
 
 /// How long the host may go without hearing that the main process started: a job
 /// that ends sooner says it in the same write as its end (one wake-up of the host,
-/// not two, for the short jobs that make up most of a spawn-heavy load).
-const SPAWNED_WITHIN: Duration = Duration::from_millis(5);
+/// not two, for the short jobs that make up most of a spawn-heavy load). The cost:
+/// a supervisor killed by someone else within that time leaves the host without
+/// the job's pid.
+const SPAWNED_WITHIN: Duration = Duration::from_millis(2);
 
 /// Messages to the host, written together at the end of each turn of the loop.
 struct Outbox<'a> {

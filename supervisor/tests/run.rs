@@ -239,7 +239,8 @@ async fn an_owner_going_away_ends_its_jobs_gracefully() {
 async fn a_supervisor_killed_behind_our_back_is_reported() {
     let mark = &marker("supervisor-killed");
     let job = tokio::spawn(run_plain(sh(&format!(
-        "echo $PPID; exec sh -c 'while :; do sleep 1; done; : {mark}'"
+        // After the 2 ms within which a supervisor tells the host the job's pid.
+        "sleep 0.05; exec sh -c 'while :; do sleep 1; done; : {mark}'"
     ))));
     let deadline = Instant::now() + Duration::from_secs(5);
     while processes_with(mark).is_empty() && Instant::now() < deadline {
