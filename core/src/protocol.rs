@@ -22,23 +22,27 @@ pub const VERSION: u32 = 1;
 /// kernel's `ARG_MAX` (a quarter of the stack limit), far below this.
 pub const MAX_FRAME: usize = 256 << 20;
 
-/// What the fork server sends once, when it is ready: magic, version, its pid.
+/// What the fork server sends once, when it is ready (or why it cannot serve):
+/// magic, version, its pid, and the errno of the requirement it could not meet (0:
+/// none; see the supervisor crate: a subreaper is required).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
     pub version: u32,
     pub pid: i32,
+    pub refused: i32,
 }
 
 const HELLO_MAGIC: [u8; 4] = *b"LWFS";
 
 impl Hello {
-    pub const LEN: usize = 12;
+    pub const LEN: usize = 16;
 
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0; Self::LEN];
         out[..4].copy_from_slice(&HELLO_MAGIC);
         out[4..8].copy_from_slice(&self.version.to_le_bytes());
-        out[8..].copy_from_slice(&self.pid.to_le_bytes());
+        out[8..12].copy_from_slice(&self.pid.to_le_bytes());
+        out[12..].copy_from_slice(&self.refused.to_le_bytes());
         out
     }
 
@@ -48,7 +52,8 @@ impl Hello {
         }
         Some(Hello {
             version: u32::from_le_bytes(bytes[4..8].try_into().ok()?),
-            pid: i32::from_le_bytes(bytes[8..].try_into().ok()?),
+            pid: i32::from_le_bytes(bytes[8..12].try_into().ok()?),
+            refused: i32::from_le_bytes(bytes[12..].try_into().ok()?),
         })
     }
 }
@@ -474,9 +479,10 @@ mod tests {
         let hello = Hello {
             version: VERSION,
             pid: 77,
+            refused: libc::EINVAL,
         };
         assert_eq!(Hello::decode(&hello.encode()), Some(hello));
-        assert_eq!(Hello::decode(b"LWFSxxxx"), None);
+        assert_eq!(Hello::decode(b"LWFSxxxxxxxxxxxx"[..12].as_ref()), None);
         assert_eq!(Hello::decode(&[0; Hello::LEN]), None);
     }
 }

@@ -33,9 +33,28 @@ pub const SOCKET_FD: i32 = 3;
 
 pub fn serve(socket: OwnedFd) -> io::Result<()> {
     close_other_descriptors(socket.as_raw_fd());
+    // SAFETY: plain prctl calls on this process.
+    let refused = match unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } {
+        0 => 0,
+        _ => io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL),
+    };
+    // Without subreapers a supervisor would lose a job's orphans and take the job
+    // for over while they run: refuse, so that the host falls back to process
+    // groups and says so. (Emulator test builds carry on, to test the rest.)
+    if refused != 0 && !cfg!(feature = "tolerate-no-subreaper") {
+        let hello = Hello {
+            version: VERSION,
+            // SAFETY: plain syscall.
+            pid: unsafe { libc::getpid() },
+            refused,
+        };
+        fd_passing::send_with_fds(socket.as_fd(), &hello.encode(), &[], 0)?;
+        return Err(io::Error::from_raw_os_error(refused));
+    }
     // SAFETY: plain prctl and signal calls on this process.
     unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
         libc::prctl(libc::PR_SET_NAME, c"lw-forkserver".as_ptr());
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -47,6 +66,7 @@ pub fn serve(socket: OwnedFd) -> io::Result<()> {
         version: VERSION,
         // SAFETY: plain syscall.
         pid: unsafe { libc::getpid() },
+        refused: 0,
     };
     fd_passing::send_with_fds(socket.as_fd(), &hello.encode(), &[], 0)?;
     let mut buf = [0u8; 16];

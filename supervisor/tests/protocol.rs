@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use local_worker_core::fd_passing::socket_pair;
@@ -12,8 +12,12 @@ use local_worker_core::forkserver::ForkServer;
 use local_worker_core::protocol::{Frames, FromSupervisor, Launch, ToSupervisor};
 use local_worker_core::spawn::pipe;
 
+/// This crate's executable, or the one `LOCAL_WORKER_TEST_SUPERVISOR` names (the
+/// aarch64 run under qemu-user tests the static build that is shipped).
 fn server() -> ForkServer {
-    ForkServer::start(Path::new(env!("CARGO_BIN_EXE_local-worker"))).unwrap()
+    let program = std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_local-worker")), PathBuf::from);
+    ForkServer::start(&program).unwrap()
 }
 
 fn launch(script: &str, grace: Duration) -> Launch {
@@ -214,4 +218,20 @@ fn a_job_abandoned_before_its_launch_starts_nothing_and_the_server_serves_on() {
         Some(FromSupervisor::Done { complete: true, .. })
     ));
     assert_eq!(job.stdout(), "fine\n");
+}
+
+/// Run by `npm run test:arm64` only (`--ignored`), with the shipped aarch64 build under
+/// qemu-user, which has no PR_SET_CHILD_SUBREAPER: every machine this suite otherwise runs on
+/// has it.
+#[test]
+#[ignore = "needs a kernel (or emulator) without PR_SET_CHILD_SUBREAPER"]
+fn the_fork_server_refuses_where_orphans_cannot_be_adopted() {
+    let program = std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_local-worker")), PathBuf::from);
+    let error = ForkServer::start(&program).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::Unsupported, "{error}");
+    assert!(
+        error.to_string().contains("PR_SET_CHILD_SUBREAPER failed"),
+        "{error}"
+    );
 }

@@ -14,10 +14,15 @@ use local_worker_core::{Ending, JobSpec, registry};
 
 use common::{Collect, marker, processes_with, run, run_plain, sh};
 
+/// This crate's executable, or the one `LOCAL_WORKER_TEST_SUPERVISOR` names (the
+/// aarch64 run under qemu-user tests the static build that is shipped).
+fn supervisor() -> PathBuf {
+    std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_local-worker")), PathBuf::from)
+}
+
 fn configure() {
-    forkserver::configure(Setting::Program(PathBuf::from(env!(
-        "CARGO_BIN_EXE_local-worker"
-    ))));
+    forkserver::configure(Setting::Program(supervisor()));
 }
 
 /// `mark` as the job's script writes it: split by an empty quote, so that the
