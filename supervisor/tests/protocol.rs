@@ -13,11 +13,16 @@ use local_worker_core::protocol::{Frames, FromSupervisor, Launch, ToSupervisor};
 use local_worker_core::spawn::pipe;
 
 /// This crate's executable, or the one `LOCAL_WORKER_TEST_SUPERVISOR` names (the
-/// aarch64 run under qemu-user tests the static build that is shipped).
+/// aarch64 run under qemu-user tests the static builds).
+fn supervisor() -> PathBuf {
+    std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_local-worker")),
+        PathBuf::from,
+    )
+}
+
 fn server() -> ForkServer {
-    let program = std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_local-worker")), PathBuf::from);
-    ForkServer::start(&program).unwrap()
+    ForkServer::start(&supervisor()).unwrap()
 }
 
 fn launch(script: &str, grace: Duration) -> Launch {
@@ -226,9 +231,7 @@ fn a_job_abandoned_before_its_launch_starts_nothing_and_the_server_serves_on() {
 #[test]
 #[ignore = "needs a kernel (or emulator) without PR_SET_CHILD_SUBREAPER"]
 fn the_fork_server_refuses_where_orphans_cannot_be_adopted() {
-    let program = std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_local-worker")), PathBuf::from);
-    let error = ForkServer::start(&program).unwrap_err();
+    let error = ForkServer::start(&supervisor()).unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::Unsupported, "{error}");
     assert!(
         error.to_string().contains("PR_SET_CHILD_SUBREAPER failed"),

@@ -17,8 +17,10 @@ use common::{Collect, marker, processes_with, run, run_plain, sh};
 /// This crate's executable, or the one `LOCAL_WORKER_TEST_SUPERVISOR` names (the
 /// aarch64 run under qemu-user tests the static build that is shipped).
 fn supervisor() -> PathBuf {
-    std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_local-worker")), PathBuf::from)
+    std::env::var_os("LOCAL_WORKER_TEST_SUPERVISOR").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_local-worker")),
+        PathBuf::from,
+    )
 }
 
 fn configure() {
