@@ -90,6 +90,17 @@ export interface WorkerJobError extends Error, Partial<WorkerResult> {
 
 export interface LocalWorkerAdapter extends WorkerAdapter {}
 
+/**
+ * What `local-worker run --result FILE` writes: the WorkerResult the adapter would resolve the
+ * job with, with `stdout` and `stderr` only under `--capture`, and `error` (Node's spawn error
+ * fields) when the job could not be started.
+ */
+export interface LocalWorkerRunResult extends Omit<WorkerResult, 'stdout' | 'stderr'> {
+  stdout?: string
+  stderr?: string
+  error?: { code: string; errno: number; syscall: string; path: string; message: string }
+}
+
 
 /**
  * Which implementation runs the jobs in this process: `'native'` (the Rust addon of this

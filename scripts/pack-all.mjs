@@ -172,12 +172,14 @@ function main() {
   rmSync(npmDir, { recursive: true, force: true })
   run('npx', ['napi', 'create-npm-dirs', '--cwd', main, '--npm-dir', npmDir])
   run('npx', ['napi', 'artifacts', '--cwd', main, '--output-dir', artifacts, '--npm-dir', npmDir])
-  // Beside each .node, its architecture's supervisor, listed in the package's files.
+  // Beside each .node, its architecture's supervisor, listed in the package's files, and the
+  // package's command: npm links it as node_modules/.bin/local-worker (`local-worker run`).
   for (const target of targets) {
     const dir = join(npmDir, platformOf(target))
     cpSync(join(staging, 'supervisor', supervisorTarget(target), SUPERVISOR), join(dir, SUPERVISOR))
     const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
     manifest.files = [...new Set([...(manifest.files ?? []), SUPERVISOR])]
+    manifest.bin = { [SUPERVISOR]: SUPERVISOR }
     writeJson(join(dir, 'package.json'), manifest)
   }
 

@@ -98,6 +98,11 @@ test('the main tarball and the x64-gnu tarball install in seconds, without Rust,
   assert.equal(cjs.stderr, '')
   const supervisor = join(dir, 'node_modules', `${NAME}-${HOST_PLATFORM}`, 'local-worker')
   assert.ok(isExecutable(supervisor), `${supervisor} is not executable`)
+  // The platform package's command, linked by npm where a Dockerfile's ENTRYPOINT finds it.
+  const command = spawnSync(join(dir, 'node_modules', '.bin', 'local-worker'), ['run', '--', 'sh', '-c', 'echo "command ran"; exit 5'], { encoding: 'utf8' })
+  assert.equal(command.error, undefined)
+  assert.equal(command.status, 5, command.stderr)
+  assert.equal(command.stdout, 'command ran\n')
 
   const esm = node(dir, RUN_JOB_ESM, { type: 'module' })
   assert.equal(esm.status, 0, esm.stderr)
@@ -157,5 +162,6 @@ test('the main package has no install script and one optional dependency per pla
     assert.ok(name.endsWith(`-${platform.cpu[0]}-${platform.libc[0] === 'glibc' ? 'gnu' : 'musl'}`), name)
     assert.match(platform.main, /\.node$/)
     assert.ok(platform.files.includes('local-worker'), `${name} ships the supervisor: ${platform.files}`)
+    assert.deepEqual(platform.bin, { 'local-worker': 'local-worker' })
   }
 })

@@ -4,24 +4,25 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-/// SIGCHLD (a child to reap) and the signals that ask us to end the job.
-pub const HANDLED: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// What a job's supervisor acts on: SIGCHLD (a child to reap) and the signals that
+/// ask it to end the job.
+pub const SUPERVISOR: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
-/// Blocks [`HANDLED`] and returns a signalfd that reports them. Each is first
+/// Blocks `signals` and returns a signalfd that reports them. Each is first
 /// blocked, then given its default action: a signal inherited as ignored would
 /// be discarded, not queued.
-pub fn take() -> io::Result<OwnedFd> {
+pub fn take(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     // SAFETY: plain libc calls on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in HANDLED {
+        for &signal in signals {
             libc::sigaddset(&mut set, signal);
         }
         if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
             return Err(io::Error::last_os_error());
         }
-        for signal in HANDLED {
+        for &signal in signals {
             libc::signal(signal, libc::SIG_DFL);
         }
         let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);

@@ -53,7 +53,7 @@ fn supervise(fds: JobFds) -> io::Result<()> {
         stderr,
         cwd,
     } = fds;
-    let signal_fd = signals::take()?;
+    let signal_fd = signals::take(&signals::SUPERVISOR)?;
     fd_passing::set_nonblocking(control.as_fd(), false)?;
     let mut frames = Frames::default();
     let Some(ToSupervisor::Launch(launch)) = receive(control.as_fd(), &mut frames)? else {

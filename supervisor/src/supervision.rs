@@ -188,6 +188,29 @@ impl Supervision {
         descendants::signal_all(self.me, signal, group);
     }
 
+    /// Passes `signal` on to the main process, while it runs (our unreaped child:
+    /// its pid cannot have been reused).
+    pub fn signal_main(&self, signal: i32) {
+        if self.main_status.is_none() {
+            // SAFETY: plain syscall on our own unreaped child.
+            unsafe { libc::kill(self.main, signal) };
+        }
+    }
+
+    pub fn main_pid(&self) -> i32 {
+        self.main
+    }
+
+    /// Whether the main process has exited (and was reaped).
+    pub fn main_exited(&self) -> bool {
+        self.main_status.is_some()
+    }
+
+    /// The main process's raw wait status, once reaped.
+    pub fn main_status(&self) -> Option<i32> {
+        self.main_status
+    }
+
     /// `Some(complete)` once the supervision is over.
     pub fn finished(&self) -> Option<bool> {
         match self.phase {
