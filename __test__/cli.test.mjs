@@ -162,9 +162,12 @@ test('as PID 1, 50 orphaned daemons leave no zombie', {
 }, () => {
   // The job orphans 50 double-forked daemons that end after 0.2 s, then, once they are gone,
   // counts the zombies of the namespace: local-worker, its PID 1, must have reaped them all.
+  // Each daemon signs a file as it starts: the job waits for all 50, then for them to end.
+  const signed = join(scratch(), 'daemons')
   const script = `
-    for i in $(seq 50); do ( setsid sleep 0.2 & ) ; done
-    echo "daemons $(grep -l '^Name:.*sleep' /proc/[0-9]*/status 2>/dev/null | wc -l)"
+    for i in $(seq 50); do ( setsid sh -c 'echo $$ >> ${signed}; sleep 0.2' & ) ; done
+    while [ "$(cat ${signed} 2>/dev/null | wc -l)" -lt 50 ]; do sleep 0.02; done
+    echo "daemons $(wc -l < ${signed})"
     sleep 1
     echo "zombies $(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)"
     echo "pid1 $(cat /proc/1/comm)"`
