@@ -4,14 +4,13 @@
 // supervisor of its own (a subreaper), which the JavaScript implementation does not have.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import { LocalWorkerAdapter, killAll, marker, nativeOnly, processesWith, rejection, sleep } from './helpers.mjs'
+import { LocalWorkerAdapter, killAll, marker, nativeOnly, processesWith, rejection, runExitFixture, sleep } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 const skip = nativeOnly('a supervisor per job (the JS implementation contains jobs by process group)')
-const exitFixture = fileURLToPath(new URL('./fixtures/exit-with-job.mjs', import.meta.url))
 const pid1Fixture = fileURLToPath(new URL('./fixtures/pid1-orphans.mjs', import.meta.url))
 
 const loop = 'while :; do sleep 1; done'
@@ -125,22 +124,6 @@ test("an orphan's CPU time counts in resourceUsage, and maxRssKb is the job's ow
   assert.ok(maxRssKb < process.memoryUsage().rss / 1024, `${maxRssKb} kB vs Node's ${process.memoryUsage().rss} B`)
 })
 
-/** Runs the exit fixture with daemons; `act` may signal it once the job has started. */
-function runExitFixture(mode, mark, act = () => {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [exitFixture, mode, mark, 'daemons'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => {
-      stdout += d
-      if (stdout.includes('job-started')) act(child)
-    })
-    child.stderr.on('data', (d) => { stderr += d })
-    child.on('error', reject)
-    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-}
-
 for (const [how, mode, act, expected] of [
   ['process.exit()', 'exit', undefined, { code: 7, signal: null }],
   ['an unhandled SIGTERM', 'wait', (child) => child.kill('SIGTERM'), { code: null, signal: 'SIGTERM' }],
@@ -149,7 +132,7 @@ for (const [how, mode, act, expected] of [
   test(`Node ended by ${how}: the supervisors end every daemon`, { skip }, async (t) => {
     const mark = marker(`node-${mode}-daemons`)
     t.after(() => killAll(mark))
-    const outcome = await runExitFixture(mode, mark, act)
+    const outcome = await runExitFixture([mode, mark, 'daemons'], act)
     assert.equal(outcome.code, expected.code, outcome.stderr)
     assert.equal(outcome.signal, expected.signal)
     // The supervisors act on their own (SIGTERM, the job's 300 ms grace period, SIGKILL).

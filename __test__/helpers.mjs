@@ -1,6 +1,8 @@
 // Shared helpers for the node:test suites: real processes only.
+import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 export const { LocalWorkerAdapter, implementation } = require('../index.js')
@@ -61,4 +63,25 @@ export async function rejection(promise) {
     return error
   }
   throw Object.assign(new Error('expected a rejection'), { value })
+}
+
+const EXIT_FIXTURE = fileURLToPath(new URL('./fixtures/exit-with-job.mjs', import.meta.url))
+
+/**
+ * Runs fixtures/exit-with-job.mjs with `args` (mode, mark, [variant]) in a Node of its own; `act`
+ * may signal it once its job has started. Resolves with how that Node ended and what it printed.
+ */
+export function runExitFixture(args, act = () => {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [EXIT_FIXTURE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => {
+      stdout += d
+      if (stdout.includes('job-started')) act(child)
+    })
+    child.stderr.on('data', (d) => { stderr += d })
+    child.on('error', reject)
+    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
 }

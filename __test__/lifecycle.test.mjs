@@ -1,13 +1,10 @@
 // Nothing left behind: leftovers of a finished job, and every job when Node itself ends.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 
-import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, nativeOnly, processesWith, sleep } from './helpers.mjs'
+import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, nativeOnly, processesWith, runExitFixture, sleep } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
-const fixture = fileURLToPath(new URL('./fixtures/exit-with-job.mjs', import.meta.url))
 
 test('a daemonised grandchild holding stdout neither hangs the job nor outlives it', async (t) => {
   const mark = marker('daemonised')
@@ -43,20 +40,7 @@ test('killLeftovers: false leaves the group alone and settles at exit plus the d
 })
 
 /** Runs the fixture in `mode`; `act` may signal it once the job has started. */
-function runFixture(mode, mark, act = () => {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fixture, mode, mark], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => {
-      stdout += d
-      if (stdout.includes('job-started')) act(child)
-    })
-    child.stderr.on('data', (d) => { stderr += d })
-    child.on('error', reject)
-    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-}
+const runFixture = (mode, mark, act) => runExitFixture([mode, mark], act)
 
 for (const [mode, expected] of [
   ['exit', { code: 7, signal: null }],

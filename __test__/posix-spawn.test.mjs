@@ -67,10 +67,12 @@ test('Node starts one fork server with CLONE_VM|CLONE_VFORK; jobs are posix_spaw
   assert.match(byNode[0].flags, /CLONE_VM/, byNode[0].flags)
   assert.match(byNode[0].flags, /CLONE_VFORK/, byNode[0].flags)
   const server = byNode[0].child
+  // The server forks supervisors ahead of their jobs (spares): some wait for the next job.
   const supervisors = new Set(all.filter((c) => c.by === server).map((c) => c.child))
-  assert.equal(supervisors.size, 6, `one supervisor per job:\n${text}`)
+  assert.ok(supervisors.size >= 6, `a supervisor per job:\n${text}`)
   const jobs = all.filter((c) => supervisors.has(c.by))
-  assert.equal(jobs.length, 6, `each supervisor started one job:\n${text}`)
+  assert.equal(jobs.length, 6, `six supervisors started one job each:\n${text}`)
+  assert.equal(new Set(jobs.map((c) => c.by)).size, 6, text)
   for (const job of jobs) {
     assert.match(job.flags, /CLONE_VM/, `a job was started without sharing memory: ${job.flags}`)
     assert.match(job.flags, /CLONE_VFORK/, job.flags)

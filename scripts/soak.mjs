@@ -113,8 +113,10 @@ export async function soak(total = 10_000, concurrency = 16, warmup = 2000) {
   const seconds = (performance.now() - started) / 1000
   await settleMemory()
   const after = { fds: openFds(), rssKb: Math.round(process.memoryUsage().rss / 1024), forkServerRssKb: forkServerRssKb() }
-  // Everything of the jobs is gone: only the fork server remains below us.
-  const left = [...descendants()].filter(([, { comm }]) => comm !== 'lw-forkserver').map(([pid, info]) => ({ pid, ...info }))
+  // Everything of the jobs is gone: only the fork server and its spare supervisors (waiting for
+  // the next jobs) remain below us.
+  const standby = new Set(['lw-forkserver', 'lw-spare'])
+  const left = [...descendants()].filter(([, { comm }]) => !standby.has(comm)).map(([pid, info]) => ({ pid, ...info }))
   return { total, seconds, outcomes, before, after, zombies: zombieChildren(), left }
 }
 

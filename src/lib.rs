@@ -121,8 +121,17 @@ impl LocalWorkerAdapter {
                 Subscription::Armed { aborted, binding } => (aborted, Some(binding)),
             };
         lifecycle::job_started(env);
+        // The job is handed to its supervisor now, from this thread, when a fork server
+        // runs: its start does not wait for a runtime thread (sockets only, no waiting).
+        let launching = local_worker_core::job::launch_now(&spec);
         Ok((
-            Settled::run(spec, lifecycle::owner_of(env), listeners, aborted),
+            Settled::run(
+                launching,
+                spec,
+                lifecycle::owner_of(env),
+                listeners,
+                aborted,
+            ),
             binding,
         ))
     }

@@ -4,9 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use local_worker_core::job::Listeners;
+use local_worker_core::job::{Launching, Listeners, run_launched};
 use local_worker_core::registry::Owner;
-use local_worker_core::{CapturedOutput, Ending, JobReport, JobSpec, SpawnError, run};
+use local_worker_core::{CapturedOutput, Ending, JobReport, JobSpec, SpawnError};
 use napi::bindgen_prelude::*;
 
 use crate::abort::AbortFuture;
@@ -32,7 +32,10 @@ pub enum Settled {
 }
 
 impl Settled {
+    /// The job's life, its start perhaps begun already on the JS thread
+    /// ([`local_worker_core::job::launch_now`]).
     pub fn run(
+        launching: std::result::Result<Launching, SpawnError>,
         spec: JobSpec,
         owner: Owner,
         listeners: Listeners<JsOutputListener>,
@@ -42,7 +45,11 @@ impl Settled {
             let command = spec.command.clone();
             let timeout = spec.timeout;
             let args = spec.args.clone();
-            match run(spec, owner, listeners, aborted).await {
+            let report = match launching {
+                Ok(launching) => run_launched(launching, spec, owner, listeners, aborted).await,
+                Err(error) => Err(error),
+            };
+            match report {
                 Ok(report) => Settled::Finished {
                     report,
                     command,

@@ -103,7 +103,12 @@ pub fn send_with_fds(
 /// Receives one message into `buf`: its length (0 at end of stream) and the
 /// descriptors it carried, close-on-exec. A message that carried more than
 /// [`MAX_FDS`] descriptors is refused (the extra ones are closed by the kernel).
-pub fn recv_with_fds(socket: BorrowedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+/// `flags` are `recv` flags (`MSG_DONTWAIT`).
+pub fn recv_with_fds(
+    socket: BorrowedFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut control = ControlBuffer::new();
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -117,7 +122,8 @@ pub fn recv_with_fds(socket: BorrowedFd, buf: &mut [u8]) -> io::Result<(usize, V
     msg.msg_controllen = control.0.len() as _;
     let len = loop {
         // SAFETY: a valid socket and message.
-        let len = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let len =
+            unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC) };
         if len >= 0 {
             break len as usize;
         }
@@ -176,7 +182,7 @@ mod tests {
         send_with_fds(a.as_fd(), b"J", &[write_end.as_fd()], 0).unwrap();
         drop(write_end);
         let mut buf = [0; 16];
-        let (len, mut fds) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        let (len, mut fds) = recv_with_fds(b.as_fd(), &mut buf, 0).unwrap();
         assert_eq!(&buf[..len], b"J");
         assert_eq!(fds.len(), 1);
         // SAFETY: plain fcntl on a descriptor we own.
@@ -192,7 +198,7 @@ mod tests {
         assert_eq!(text, "through");
         // The peer gone: end of stream.
         drop(a);
-        assert_eq!(recv_with_fds(b.as_fd(), &mut buf).unwrap().0, 0);
+        assert_eq!(recv_with_fds(b.as_fd(), &mut buf, 0).unwrap().0, 0);
     }
 
     #[test]

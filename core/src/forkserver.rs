@@ -30,7 +30,7 @@ use crate::spawn::leader_attributes;
 /// How long a new server may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a job request may wait for room in the server's queue.
-const LAUNCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often, at most, a server is (re)started after a failure.
 pub const RETRY_EVERY: Duration = Duration::from_secs(30);
 
@@ -72,7 +72,7 @@ impl ForkServer {
             ));
         }
         let mut buf = [0u8; 64];
-        let (len, _) = fd_passing::recv_with_fds(self.socket.as_fd(), &mut buf)?;
+        let (len, _) = fd_passing::recv_with_fds(self.socket.as_fd(), &mut buf, 0)?;
         if len == 0 {
             return Err(refused("it exited as soon as it started".into()));
         }
@@ -99,6 +99,16 @@ impl ForkServer {
 
     pub fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// Like [`launch`](Self::launch), without waiting: `Ok(false)` when the
+    /// server's queue is full.
+    pub fn try_launch(&self, fds: [BorrowedFd; 4]) -> io::Result<bool> {
+        match fd_passing::send_with_fds(self.socket.as_fd(), b"J", &fds, libc::MSG_DONTWAIT) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Asks for a supervisor for one job: its control socket, the write ends of
@@ -201,6 +211,11 @@ pub fn configure(setting: Setting) {
         keeper.running = None;
         keeper.last_try = None;
     }
+}
+
+/// The running server, if one runs (never starts one: for callers that must not wait).
+pub fn running() -> Option<Arc<ForkServer>> {
+    keeper().running.clone()
 }
 
 /// The running server, started now if none runs and a start may be tried.

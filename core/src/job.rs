@@ -90,13 +90,89 @@ where
     L: OutputListener,
     A: Future<Output = ()> + Send,
 {
+    run_launched(Launching::later(), spec, owner, listeners, abort).await
+}
+
+/// A job's start, begun before its future runs.
+pub struct Launching {
+    started: Instant,
+    launched: Option<supervised::Launched>,
+}
+
+impl Launching {
+    /// Nothing begun yet: the future does it all.
+    pub fn later() -> Launching {
+        Launching {
+            started: Instant::now(),
+            launched: None,
+        }
+    }
+}
+
+/// Hands `spec` to a supervisor at once, on the calling thread, if a fork server
+/// runs (none is started here) — so that the job starts without waiting for a
+/// runtime thread to pick its future up. Needs no runtime; never blocks. The job's
+/// own errors (not found, not executable, bad `cwd`) come back here.
+pub fn launch_now(spec: &JobSpec) -> Result<Launching, SpawnError> {
     let started = Instant::now();
-    if let Some(server) = forkserver::current() {
-        match supervised::launch(&server, &spec) {
+    let Some(server) = forkserver::running() else {
+        return Ok(Launching {
+            started,
+            launched: None,
+        });
+    };
+    let launched = match supervised::launch(&server, spec) {
+        Ok(launched) => Some(launched),
+        Err(supervised::LaunchError::Spawn(error)) => return Err(error),
+        Err(supervised::LaunchError::Server(error)) => {
+            forkserver::lost(&server, &error);
+            None
+        }
+    };
+    Ok(Launching { started, launched })
+}
+
+/// Runs a job whose start may have begun ([`launch_now`]). Must be called within a
+/// tokio runtime.
+pub async fn run_launched<L, A>(
+    launching: Launching,
+    spec: JobSpec,
+    owner: Owner,
+    listeners: Listeners<L>,
+    abort: A,
+) -> Result<JobReport<L::Error>, SpawnError>
+where
+    L: OutputListener,
+    A: Future<Output = ()> + Send,
+{
+    let Launching { started, launched } = launching;
+    // Not begun yet: hand it over now (starting a server if none runs and one may be
+    // tried), without waiting for room in the server's queue on this thread.
+    let launched = match launched {
+        Some(launched) => Some(launched),
+        None => match forkserver::current() {
+            Some(server) => match supervised::launch(&server, &spec) {
+                Ok(launched) => Some(launched),
+                Err(supervised::LaunchError::Spawn(error)) => return Err(error),
+                Err(supervised::LaunchError::Server(error)) => {
+                    forkserver::lost(&server, &error);
+                    None
+                }
+            },
+            None => None,
+        },
+    };
+    if let Some(launched) = launched {
+        let server = launched.waiting_for().cloned();
+        match launched.send().await {
             Ok(job) => return job.finish(&spec, owner, listeners, abort, started).await,
             Err(supervised::LaunchError::Spawn(error)) => return Err(error),
             // Nothing was started: the job runs without a supervisor.
-            Err(supervised::LaunchError::Server(error)) => forkserver::lost(&server, &error),
+            Err(supervised::LaunchError::Server(error)) => {
+                if let Some(server) = server {
+                    forkserver::lost(&server, &error);
+                }
+            }
         }
     }
     grouped::run(spec, owner, listeners, abort, started).await

@@ -83,6 +83,7 @@ pub mod forkserver;
 pub mod group;
 pub mod grouped;
 pub mod job;
+pub mod lean_spawn;
 pub mod pipe_size;
 pub mod posix_spawn;
 pub mod proc_scan;

@@ -247,6 +247,33 @@ impl Frames {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// One `read(2)` from `fd` straight into the buffer (no copy through a stack
+    /// buffer, whose pages a fresh fork would have to fault in); 0 at end of stream.
+    pub fn read_from(&mut self, fd: std::os::fd::BorrowedFd) -> std::io::Result<usize> {
+        const READ: usize = 16 * 1024;
+        self.buf.reserve(READ);
+        let spare = self.buf.spare_capacity_mut();
+        loop {
+            // SAFETY: reads at most `spare.len()` bytes into memory the Vec owns.
+            let n = unsafe {
+                libc::read(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                )
+            };
+            if n >= 0 {
+                // SAFETY: the kernel initialized these `n` bytes.
+                unsafe { self.buf.set_len(self.buf.len() + n as usize) };
+                return Ok(n as usize);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub fn next_message<M: Message>(&mut self) -> Result<Option<M>, ProtocolError> {
         let Some(header) = self.buf.get(..4) else {

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use crate::environment::Environment;
 use crate::errno;
+use crate::lean_spawn::{self, Exec, IgnoredSignals};
 use crate::posix_spawn::{self, Attributes, CStringArray, FileActions};
 use crate::protocol::Launch;
 use crate::resolve::{relative_to, resolve_program};
@@ -168,6 +169,60 @@ fn start_posix(
         )
         .map_err(invalid)?;
         posix_spawn::spawn(SHELL, &actions, &attributes, &sh_argv, &envp)
+    })
+}
+
+/// [`start`], for a caller that is single-threaded and installs no signal handler (a
+/// job's supervisor, the `run` command), which knows what it ignores: the child
+/// resets only that ([`lean_spawn`]) instead of every signal, and the call returns
+/// as soon as the exec is done.
+///
+/// [`lean_spawn`]: crate::lean_spawn
+pub fn start_lean(
+    launch: &Launch,
+    stdout: BorrowedFd,
+    stderr: BorrowedFd,
+    ignored: &IgnoredSignals,
+) -> io::Result<i32> {
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let c_program = CString::new(launch.program.as_slice()).map_err(invalid)?;
+    let argv = CStringArray::new(launch.argv.iter().map(Vec::as_slice)).map_err(invalid)?;
+    let envp = CStringArray::new(launch.envp.iter().map(Vec::as_slice)).map_err(invalid)?;
+    let cwd = launch
+        .cwd
+        .as_deref()
+        .map(CString::new)
+        .transpose()
+        .map_err(invalid)?;
+    let exec = Exec {
+        program: &c_program,
+        argv: &argv,
+        envp: &envp,
+        cwd: cwd.as_deref(),
+        stdout: stdout.as_raw_fd(),
+        stderr: stderr.as_raw_fd(),
+    };
+    let first = lean_spawn::spawn(&exec, ignored);
+    let program = Path::new(OsStr::from_bytes(&launch.program));
+    let cwd_path = launch
+        .cwd
+        .as_deref()
+        .map(|cwd| Path::new(OsStr::from_bytes(cwd)));
+    or_as_script(first, program, cwd_path, || {
+        let sh_argv = CStringArray::new(
+            [SHELL.to_bytes(), launch.program.as_slice()]
+                .into_iter()
+                .chain(launch.argv.iter().skip(1).map(Vec::as_slice)),
+        )
+        .map_err(invalid)?;
+        lean_spawn::spawn(
+            &Exec {
+                program: SHELL,
+                argv: &sh_argv,
+                ..exec
+            },
+            ignored,
+        )
     })
 }
 

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::sync::Arc;
 
@@ -41,16 +41,24 @@ pub enum LaunchError {
     Server(io::Error),
 }
 
-/// A job handed to its supervisor; its main process may not have started yet.
+/// A job handed to its supervisor (its main process may not have started yet), or
+/// about to be: the request waits for room in the fork server's queue.
 pub struct Launched {
-    control: Control,
+    /// Our end of the control socket (non-blocking), and what of the Launch
+    /// message it has not taken yet.
+    control: OwnedFd,
+    outgoing: Vec<u8>,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// The request not sent yet: the server, and the supervisor's four descriptors.
+    unsent: Option<(Arc<ForkServer>, [OwnedFd; 4])>,
 }
 
-/// Hands `spec` to a new supervisor through `server`. Must be called within a
-/// tokio runtime.
-pub fn launch(server: &ForkServer, spec: &JobSpec) -> Result<Launched, LaunchError> {
+/// Hands `spec` to a new supervisor through `server`. Needs no runtime and never
+/// waits: the host may call it on any thread, so that the job starts without waiting
+/// for one. If the server's queue is full, the request is kept for
+/// [`Launched::send`].
+pub fn launch(server: &Arc<ForkServer>, spec: &JobSpec) -> Result<Launched, LaunchError> {
     let launch = spawn::prepare(spec).map_err(LaunchError::Spawn)?;
     let server_error = LaunchError::Server;
     let (stdout, stdout_child) = pipe().map_err(server_error)?;
@@ -60,21 +68,71 @@ pub fn launch(server: &ForkServer, spec: &JobSpec) -> Result<Launched, LaunchErr
     // host spawned it (the server's own directory is the host's at its start).
     let here = open_cwd().map_err(server_error)?;
     fd_passing::set_nonblocking(ours.as_fd(), true).map_err(server_error)?;
-    let mut control = Control::new(ours).map_err(server_error)?;
-    control.queue(&ToSupervisor::Launch(launch));
-    server
-        .launch([
-            theirs.as_fd(),
-            stdout_child.as_fd(),
-            stderr_child.as_fd(),
-            here.as_fd(),
-        ])
-        .map_err(server_error)?;
-    Ok(Launched {
-        control,
+    let mut outgoing = ToSupervisor::Launch(launch).encode();
+    write_now(ours.as_fd(), &mut outgoing).map_err(server_error)?;
+    let theirs = [theirs, stdout_child, stderr_child, here];
+    let launched = Launched {
+        control: ours,
+        outgoing,
         stdout,
         stderr,
-    })
+        unsent: Some((Arc::clone(server), theirs)),
+    };
+    launched.try_send()
+}
+
+fn borrowed(fds: &[OwnedFd; 4]) -> [BorrowedFd<'_>; 4] {
+    [
+        fds[0].as_fd(),
+        fds[1].as_fd(),
+        fds[2].as_fd(),
+        fds[3].as_fd(),
+    ]
+}
+
+impl Launched {
+    /// Sends the request if the server takes it without waiting.
+    fn try_send(mut self) -> Result<Launched, LaunchError> {
+        if let Some((server, fds)) = &self.unsent {
+            match server.try_launch(borrowed(fds)) {
+                Ok(true) => self.unsent = None,
+                Ok(false) => {}
+                Err(e) => return Err(LaunchError::Server(e)),
+            }
+        }
+        Ok(self)
+    }
+
+    /// The request sent, if it waited for room in the server's queue (a burst of
+    /// jobs): tried again every half millisecond, without blocking a runtime thread,
+    /// for as long as [`ForkServer::launch`] would wait. On failure nothing was
+    /// started.
+    pub async fn send(mut self) -> Result<Launched, LaunchError> {
+        let Some((server, fds)) = self.unsent.take() else {
+            return Ok(self);
+        };
+        let deadline = tokio::time::Instant::now() + crate::forkserver::LAUNCH_TIMEOUT;
+        loop {
+            match server.try_launch(borrowed(&fds)) {
+                Ok(true) => return Ok(self),
+                Ok(false) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_micros(500)).await;
+                }
+                Ok(false) => {
+                    return Err(LaunchError::Server(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "it took no job request for 5 s",
+                    )));
+                }
+                Err(e) => return Err(LaunchError::Server(e)),
+            }
+        }
+    }
+
+    /// The fork server the request waits for, if it has not been sent.
+    pub fn waiting_for(&self) -> Option<&Arc<ForkServer>> {
+        self.unsent.as_ref().map(|(server, _)| server)
+    }
 }
 
 fn open_cwd() -> io::Result<OwnedFd> {
@@ -106,11 +164,16 @@ impl Launched {
         L: OutputListener,
         A: Future<Output = ()> + Send,
     {
+        debug_assert!(self.unsent.is_none(), "Launched::send first");
         let Launched {
-            mut control,
+            control,
+            outgoing,
             stdout,
             stderr,
+            unsent: _,
         } = self;
+        let mut control = Control::new(control, outgoing)
+            .map_err(|e| spawn_failed(spec, e.raw_os_error().unwrap_or(libc::EIO)))?;
         let registration = registry::register(owner, Handle::Supervisor(control.shared()));
         let mut streams = Streams::start(stdout, stderr, spec.max_buffer, listeners);
         let mut timeout = pin!(deadline(started, spec.timeout));
@@ -221,7 +284,7 @@ impl AsRawFd for SharedFd {
 }
 
 impl Control {
-    fn new(fd: OwnedFd) -> io::Result<Control> {
+    fn new(fd: OwnedFd, outgoing: Vec<u8>) -> io::Result<Control> {
         let shared = SharedFd(Arc::new(fd));
         // SAFETY: the Arc keeps the descriptor open, unchanged, for as long as the
         // AsyncFd holds it.
@@ -232,7 +295,7 @@ impl Control {
         Ok(Control {
             fd,
             frames: Frames::default(),
-            outgoing: Vec::new(),
+            outgoing,
         })
     }
 
@@ -246,7 +309,7 @@ impl Control {
     /// [`receive`]: Control::receive
     fn queue(&mut self, message: &ToSupervisor) {
         self.outgoing.extend_from_slice(&message.encode());
-        let _ = write_now(&self.fd, &mut self.outgoing);
+        let _ = write_now(self.fd.get_ref().as_fd(), &mut self.outgoing);
     }
 
     /// The next message; `None` at end of stream. Meanwhile, writes what is queued.
@@ -260,7 +323,7 @@ impl Control {
             {
                 return Ok(Some(message));
             }
-            let _ = write_now(&self.fd, &mut self.outgoing);
+            let _ = write_now(self.fd.get_ref().as_fd(), &mut self.outgoing);
             let interest = if self.outgoing.is_empty() {
                 Interest::READABLE
             } else {
@@ -293,11 +356,12 @@ impl Control {
                     }
                 }
             }
-            if ready.is_writable()
-                && let Err(e) = write_now(&self.fd, &mut self.outgoing)
-                && e.kind() == io::ErrorKind::WouldBlock
-            {
-                guard.clear_ready_matching(Ready::WRITABLE);
+            if ready.is_writable() {
+                let _ = write_now(self.fd.get_ref().as_fd(), &mut self.outgoing);
+                if !self.outgoing.is_empty() {
+                    // Still full: wait for the next writable edge.
+                    guard.clear_ready_matching(Ready::WRITABLE);
+                }
             }
         }
     }
@@ -305,24 +369,27 @@ impl Control {
 
 /// Writes what the socket takes of `outgoing` without waiting; `Err(WouldBlock)`
 /// when it is full. A supervisor that is gone drops what is queued: reading says so.
-fn write_now(fd: &AsyncFd<SharedFd>, outgoing: &mut Vec<u8>) -> io::Result<()> {
+fn write_now(fd: BorrowedFd, outgoing: &mut Vec<u8>) -> io::Result<()> {
     while !outgoing.is_empty() {
-        // SAFETY: the descriptor stays open as long as `fd` does.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd.get_ref().as_raw_fd()) };
-        match fd_passing::send_with_fds(borrowed, outgoing, &[], 0) {
+        match fd_passing::send_with_fds(fd, outgoing, &[], 0) {
             Ok(n) => {
                 outgoing.drain(..n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => {
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    outgoing.clear();
-                }
+                outgoing.clear();
                 return Err(e);
             }
         }
     }
     Ok(())
+}
+
+impl AsFd for SharedFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 #[cfg(test)]

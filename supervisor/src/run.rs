@@ -22,6 +22,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use local_worker_core::errno;
+use local_worker_core::lean_spawn::IgnoredSignals;
 use local_worker_core::reap::ExitStatus;
 use local_worker_core::spawn::{self, pipe};
 use local_worker_core::spec::JobSpec;
@@ -146,16 +147,18 @@ impl Job {
         } else {
             (inherited(1).map_err(own)?, inherited(2).map_err(own)?, None)
         };
-        let main = spawn::start(&launch, stdout.as_fd(), stderr.as_fd()).map_err(|e| {
-            let errno = e.raw_os_error().unwrap_or(libc::EIO);
-            let code = errno::name(errno);
-            Failure::Spawn(spawn::SpawnError {
-                code,
-                errno,
-                path: spec.command.clone(),
-                message: format!("spawn {} {code}: {e}", spec.command),
-            })
-        })?;
+        let ignored = IgnoredSignals::of_this_process();
+        let main =
+            spawn::start_lean(&launch, stdout.as_fd(), stderr.as_fd(), &ignored).map_err(|e| {
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                let code = errno::name(errno);
+                Failure::Spawn(spawn::SpawnError {
+                    code,
+                    errno,
+                    path: spec.command.clone(),
+                    message: format!("spawn {} {code}: {e}", spec.command),
+                })
+            })?;
         drop((stdout, stderr));
         let leftovers = spec.kill_leftovers.then_some(spec.kill_grace);
         Ok(Job {

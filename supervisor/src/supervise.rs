@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use local_worker_core::fd_passing;
+use local_worker_core::lean_spawn::IgnoredSignals;
 use local_worker_core::protocol::{Frames, FromSupervisor, Launch, ToSupervisor};
 use local_worker_core::spawn;
 
@@ -21,40 +22,79 @@ use crate::signals;
 use crate::supervision::{Supervision, children_usage};
 
 /// What the fork server hands a supervisor: the control socket, the write ends of
-/// the job's stdout and stderr pipes, and the host's working directory.
+/// the job's stdout and stderr pipes, and the host's working directory; and where
+/// to tell the server, once the job's main process started, to fork the next spare.
 pub struct JobFds {
     pub control: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub cwd: OwnedFd,
+    pub started: Option<OwnedFd>,
 }
 
-/// Runs one job to its end, then exits the process.
-pub fn run(fds: JobFds) -> ! {
-    // SAFETY: plain prctl calls on this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
-        libc::prctl(libc::PR_SET_NAME, c"lw-supervisor".as_ptr());
+/// A supervisor set up for a job that has not come yet (a spare of the fork
+/// server): everything that does not depend on the job is done before it comes.
+pub struct Ready {
+    signal_fd: OwnedFd,
+    /// What a job's main process must not inherit ignored (read now, not on the
+    /// job's path).
+    ignored: IgnoredSignals,
+}
+
+impl Ready {
+    /// Becomes a subreaper and takes its signals.
+    pub fn new() -> io::Result<Ready> {
+        // SAFETY: plain prctl on this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+        let signal_fd = signals::take(&signals::SUPERVISOR)?;
+        touch_stack();
+        Ok(Ready {
+            signal_fd,
+            ignored: IgnoredSignals::of_this_process(),
+        })
     }
-    let code = match supervise(fds) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    };
-    // Nothing is buffered and no exit handler is ours: a plain _exit spares every
-    // job the libc and loader teardown (measurable at hundreds of jobs a second).
-    // SAFETY: ends this process.
-    unsafe { libc::_exit(code) }
+
+    /// Runs one job to its end, then exits the process.
+    pub fn run(self, fds: JobFds) -> ! {
+        // SAFETY: plain prctl on this process.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"lw-supervisor".as_ptr()) };
+        let code = match supervise(fds, self.signal_fd, &self.ignored) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        // Nothing is buffered and no exit handler is ours: a plain _exit spares every
+        // job the libc and loader teardown (measurable at hundreds of jobs a second).
+        // SAFETY: ends this process.
+        unsafe { libc::_exit(code) }
+    }
 }
 
-fn supervise(fds: JobFds) -> io::Result<()> {
+/// Writes to the stack a job's start will use, so that the pages this fresh fork
+/// has to fault in are faulted in now, not on the job's path.
+#[inline(never)]
+fn touch_stack() {
+    let mut pages = [0u8; 48 * 1024];
+    std::hint::black_box(&mut pages);
+}
+
+fn supervise(fds: JobFds, signal_fd: OwnedFd, ignored: &IgnoredSignals) -> io::Result<()> {
     let JobFds {
         control,
         stdout,
         stderr,
         cwd,
+        started,
     } = fds;
-    let signal_fd = signals::take(&signals::SUPERVISOR)?;
-    fd_passing::set_nonblocking(control.as_fd(), false)?;
+    // The server forks the next spare once this job is under way, not while it starts
+    // (on two CPUs, that fork would take turns with this job's start).
+    let tell_server = || {
+        if let Some(started) = &started {
+            // SAFETY: a one-byte write from a static.
+            unsafe { libc::write(started.as_raw_fd(), b"1".as_ptr().cast(), 1) };
+        }
+    };
+    // Blocking: the host sets O_NONBLOCK on its own end only (each end of a socket
+    // pair is a description of its own).
     let mut frames = Frames::default();
     let Some(ToSupervisor::Launch(launch)) = receive(control.as_fd(), &mut frames)? else {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "no launch"));
@@ -65,10 +105,14 @@ fn supervise(fds: JobFds) -> io::Result<()> {
         let errno = io::Error::last_os_error()
             .raw_os_error()
             .unwrap_or(libc::EIO);
+        tell_server();
         return send(control.as_fd(), &FromSupervisor::SpawnFailed { errno });
     }
     drop(cwd);
-    let main = match spawn::start(&launch, stdout.as_fd(), stderr.as_fd()) {
+    let started_main = spawn::start_lean(&launch, stdout.as_fd(), stderr.as_fd(), ignored);
+    tell_server();
+    drop(started);
+    let main = match started_main {
         Ok(pid) => pid,
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
@@ -234,19 +278,7 @@ fn receive(control: BorrowedFd, frames: &mut Frames) -> io::Result<Option<ToSupe
 
 /// One read from the control socket into `frames`; 0 at end of stream.
 fn read_more(control: BorrowedFd, frames: &mut Frames) -> io::Result<usize> {
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        // SAFETY: reads into a local buffer of that length.
-        let n = unsafe { libc::read(control.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            frames.push(&buf[..n as usize]);
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    frames.read_from(control)
 }
 
 /// Writes one message whole; fails (without SIGPIPE) once the host is gone.
