@@ -16,7 +16,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,10 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct ForkServer {
     pid: libc::pid_t,
+    /// Tells, without reaping it, whether the server has exited (its idle
+    /// supervisors would otherwise keep taking requests unnoticed, and none would
+    /// replace them).
+    pidfd: Option<OwnedFd>,
     socket: OwnedFd,
 }
 
@@ -58,7 +62,10 @@ impl ForkServer {
         actions.add_dup2(theirs.as_raw_fd(), 3)?;
         let pid = posix_spawn::spawn(&c_program, &actions, &leader_attributes()?, &argv, &envp)?;
         drop(theirs);
-        let server = ForkServer { pid, socket };
+        // SAFETY: plain syscall on our own unreaped child; the descriptor is ours.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as i32) });
+        let server = ForkServer { pid, pidfd, socket };
         server.await_hello()?;
         Ok(server)
     }
@@ -101,9 +108,22 @@ impl ForkServer {
         self.pid as u32
     }
 
+    /// Whether the server process has exited (it stays our unreaped child).
+    fn exited(&self) -> bool {
+        self.pidfd
+            .as_ref()
+            .is_some_and(|pidfd| wait_for(pidfd.as_fd(), libc::POLLIN, Duration::ZERO))
+    }
+
     /// Like [`launch`](Self::launch), without waiting: `Ok(false)` when the
     /// server's queue is full.
     pub fn try_launch(&self, fds: [BorrowedFd; 4]) -> io::Result<bool> {
+        if self.exited() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "it exited (its idle supervisors are let go)",
+            ));
+        }
         match fd_passing::send_with_fds(self.socket.as_fd(), b"J", &fds, libc::MSG_DONTWAIT) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
@@ -117,6 +137,9 @@ impl ForkServer {
     pub fn launch(&self, fds: [BorrowedFd; 4]) -> io::Result<()> {
         let deadline = Instant::now() + LAUNCH_TIMEOUT;
         loop {
+            if self.exited() {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "it exited"));
+            }
             match fd_passing::send_with_fds(self.socket.as_fd(), b"J", &fds, libc::MSG_DONTWAIT) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

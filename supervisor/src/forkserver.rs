@@ -1,27 +1,30 @@
-//! The fork server: one small process per host (Node), started once, that forks a
-//! supervisor for every job.
+//! The fork server: one small process per host (Node), started once, that keeps a
+//! pool of supervisors waiting for jobs.
 //!
 //! Why a server: a supervisor per job must not cost a program start per job (an
 //! `exec` of even a tiny static binary costs about as much as the job `true`
 //! itself), and the host must never fork (its cost grows with the host's memory).
-//! Forking this small process costs tens of microseconds, and the job's own start
-//! from a small process is cheaper than from Node. Measured side by side, a job
-//! started this way costs the same as a plain `posix_spawn` + `waitpid`.
+//! Forking this small process costs tens of microseconds; and a supervisor whose
+//! job ended with nothing of it left waits for the next job instead of ending, so
+//! in a steady stream of jobs nothing is forked at all.
 //!
 //! It holds a `SOCK_SEQPACKET` socket (fd 3) whose other end only the host holds.
 //! Each message is one job: the byte `J` and four descriptors (control socket,
-//! stdout and stderr write ends, the host's working directory). It forks; the
-//! child becomes that job's supervisor; the server closes its copies and waits for
-//! the next. End of stream (the host exited, or died) ends the server; each
-//! supervisor has its own lifeline, so running jobs do not depend on the server.
+//! stdout and stderr write ends, the host's working directory). The supervisors
+//! waiting in the pool (`lw-spare`) all wait on that socket; each message goes to
+//! one of them. The server only keeps [`SPARES`] of them waiting (more while
+//! requests queue up), counting the idle ones in memory it shares with them. End of
+//! stream (the host exited, or died) ends the server and the idle supervisors; a
+//! busy one has its job's own lifeline, so running jobs do not depend on the server.
 //!
-//! The server is a subreaper with SIGCHLD ignored: its supervisors, and whatever
-//! a supervisor leaves behind on purpose (`killLeftovers: false`), are reaped by
-//! the kernel as they exit, so none becomes a zombie of the host — which matters
-//! when the host is a container's PID 1.
+//! The server is a subreaper with SIGCHLD ignored: its supervisors, and whatever a
+//! supervisor leaves behind on purpose (`killLeftovers: false`), are reaped by the
+//! kernel as they exit, so none becomes a zombie of the host — which matters when
+//! the host is a container's PID 1.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use local_worker_core::fd_passing;
 use local_worker_core::protocol::{FromSupervisor, Hello, VERSION};
@@ -69,27 +72,30 @@ pub fn serve(socket: OwnedFd) -> io::Result<()> {
         refused: 0,
     };
     fd_passing::send_with_fds(socket.as_fd(), &hello.encode(), &[], 0)?;
-    // Spares tell the server they took a job through this pipe.
+    // Supervisors tell the server they took a job through this pipe, and keep count
+    // of the idle ones in memory they share with it.
     let (taken, took) = local_worker_core::spawn::pipe()?;
-    let mut waiting = 0;
+    let pool = Pool::new()?;
     // Spares wanted beyond SPARES: one more each time requests are seen queued
     // for a while (a burst of jobs), none once the queue drains.
     let mut extra = 0;
     loop {
         let mut forked_all = true;
-        while waiting < SPARES + extra {
+        while pool.idle() < SPARES + extra {
+            pool.add_idle();
             // SAFETY: this process is single-threaded: the child may do anything.
             match unsafe { libc::fork() } {
                 0 => {
                     drop(taken);
-                    spare(socket, took)
+                    member(socket, took, pool)
                 }
                 -1 => {
+                    pool.take_idle();
                     answer_queued_jobs_with_errno(socket.as_fd());
                     forked_all = false;
                     break;
                 }
-                _ => waiting += 1,
+                _ => {}
             }
         }
         // A request seen in the queue may be about to be taken by a spare: only one
@@ -127,24 +133,28 @@ pub fn serve(socket: OwnedFd) -> io::Result<()> {
             return Ok(());
         }
         if polled[0].revents & libc::POLLIN != 0 {
-            let mut buf = [0u8; 64];
-            // SAFETY: reads into a local buffer.
-            let n = unsafe { libc::read(taken.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            waiting = waiting.saturating_sub(usize::try_from(n).unwrap_or(0));
+            let mut buf = [0u8; 256];
+            // SAFETY: reads into a local buffer (the count is the pool's, not this).
+            unsafe { libc::read(taken.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         } else if ready == 0 && backlog && readable_now(socket.as_fd()) {
             extra += 1;
         }
     }
 }
 
-/// Supervisors forked ahead of their job, each waiting for one: a job's start does not
-/// wait for a fork (nor for a supervisor's set-up), and the server forks the next
-/// spare while the job runs.
+/// Supervisors waiting for a job: a job's start does not wait for a fork (nor for a
+/// supervisor's set-up). A supervisor whose job ended with nothing of it left
+/// waits for the next one, as long as no more than [`MAX_IDLE`] wait: in a steady
+/// stream of jobs, no process is forked or ends per job.
 const SPARES: usize = 2;
 /// Most spares while requests wait in the queue (hundreds of jobs at once).
 const BURST_SPARES: usize = 8;
+/// Most supervisors waiting for a job (the rest end with their job).
+const MAX_IDLE: usize = 4;
 /// How long a request may wait in the queue before the server forks one more spare.
 const BACKLOG_MS: i32 = 2;
+/// After a failed fork (out of processes), when to try again.
+const FORK_RETRY_MS: i32 = 10;
 
 /// Whether a request waits in the queue now.
 fn readable_now(socket: BorrowedFd) -> bool {
@@ -156,26 +166,82 @@ fn readable_now(socket: BorrowedFd) -> bool {
     // SAFETY: one valid pollfd, no waiting.
     unsafe { libc::poll(&mut polled, 1, 0) == 1 && polled.revents & libc::POLLIN != 0 }
 }
-/// After a failed fork (out of processes), when to try again.
-const FORK_RETRY_MS: i32 = 10;
 
-/// A supervisor waiting for its job: it takes the next request from the host and
-/// supervises it, telling the server once the job started. End of stream (the host
-/// is gone) ends it.
-fn spare(socket: OwnedFd, took: OwnedFd) -> ! {
-    // SAFETY: plain prctl on this process.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"lw-spare".as_ptr()) };
+/// How many supervisors wait for a job, in memory the server and every supervisor
+/// it forked share.
+#[derive(Clone, Copy)]
+struct Pool {
+    idle: &'static AtomicUsize,
+}
+
+impl Pool {
+    fn new() -> io::Result<Pool> {
+        // SAFETY: a new anonymous shared mapping, zero-filled, never unmapped (it
+        // lives as long as the server and its supervisors).
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<AtomicUsize>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: zeroed, aligned, and shared memory for an atomic, for good.
+        Ok(Pool {
+            idle: unsafe { &*page.cast::<AtomicUsize>() },
+        })
+    }
+
+    fn idle(self) -> usize {
+        self.idle.load(Ordering::SeqCst)
+    }
+
+    fn add_idle(self) {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn take_idle(self) {
+        let _ = self
+            .idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Joins the idle ones, unless enough wait already.
+    fn try_return(self) -> bool {
+        self.idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_IDLE).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// A supervisor of the pool: waits for a request from the host, supervises that
+/// job (telling the server once it started), and waits for the next if its job
+/// left nothing behind and the pool wants it. End of stream (the host is gone),
+/// or a signal that ends processes while it waits, ends it.
+fn member(socket: OwnedFd, took: OwnedFd, pool: Pool) -> ! {
     let Ok(ready) = supervise::Ready::new() else {
-        exit(1)
+        supervise::exit(1)
     };
     let mut buf = [0u8; 16];
     loop {
-        let (len, fds) = match fd_passing::recv_with_fds(socket.as_fd(), &mut buf, 0) {
-            Ok((0, _)) => exit(0),
+        // SAFETY: plain prctl on this process.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"lw-spare".as_ptr()) };
+        ready.idle(true);
+        let received = fd_passing::recv_with_fds(socket.as_fd(), &mut buf, 0);
+        ready.idle(false);
+        let (len, fds) = match received {
+            Ok((0, _)) => supervise::exit(0),
             Ok(message) => message,
             // Too many descriptors: the host's mistake; nothing to start.
             Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
-            Err(_) => exit(1),
+            Err(_) => supervise::exit(1),
         };
         let Ok([control, stdout, stderr, cwd]) = <[OwnedFd; 4]>::try_from(fds) else {
             continue;
@@ -183,14 +249,17 @@ fn spare(socket: OwnedFd, took: OwnedFd) -> ! {
         if buf[..len] != *b"J" {
             continue;
         }
-        drop(socket);
-        ready.run(JobFds {
+        pool.take_idle();
+        let again = ready.run(JobFds {
             control,
             stdout,
             stderr,
             cwd,
-            started: Some(took),
-        })
+            started: Some(took.as_fd()),
+        });
+        if !(again && pool.try_return()) {
+            supervise::exit(0)
+        }
     }
 }
 
@@ -209,11 +278,6 @@ fn answer_queued_jobs_with_errno(socket: BorrowedFd) {
             let _ = supervise::send(control.as_fd(), &FromSupervisor::SpawnFailed { errno });
         }
     }
-}
-
-fn exit(code: i32) -> ! {
-    // SAFETY: ends this process; nothing of ours is buffered.
-    unsafe { libc::_exit(code) }
 }
 
 /// Closes every descriptor above stderr but `keep`: whatever Node itself inherited

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::run_options::RunOptions;
 use crate::signals;
-use crate::supervision::{Supervision, children_usage};
+use crate::supervision::Supervision;
 
 /// The signals this command acts on: a child to reap, the job to end, and two
 /// that are the main process's to handle.
@@ -250,7 +250,7 @@ impl Job {
             duration: started.elapsed(),
             timed_out,
             aborted,
-            usage: Some(children_usage()),
+            usage: Some(self.supervision.usage()),
             stdout,
             stderr,
             spawn_error: None,

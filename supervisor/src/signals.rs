@@ -8,6 +8,28 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 /// ask it to end the job.
 pub const SUPERVISOR: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
+/// The signals that ask a supervisor (or a spare) to end.
+pub const ENDING: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Blocks `signals` (for the signalfd), or lets them through to their (default)
+/// action.
+pub fn hold(signals: &[libc::c_int], held: bool) {
+    // SAFETY: plain libc calls on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+        let how = if held {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::sigprocmask(how, &set, std::ptr::null_mut());
+    }
+}
+
 /// Blocks `signals` and returns a signalfd that reports them. Each is first
 /// blocked, then given its default action: a signal inherited as ignored would
 /// be discarded, not queued.

@@ -19,17 +19,17 @@ use local_worker_core::protocol::{Frames, FromSupervisor, Launch, ToSupervisor};
 use local_worker_core::spawn;
 
 use crate::signals;
-use crate::supervision::{Supervision, children_usage};
+use crate::supervision::Supervision;
 
-/// What the fork server hands a supervisor: the control socket, the write ends of
-/// the job's stdout and stderr pipes, and the host's working directory; and where
-/// to tell the server, once the job's main process started, to fork the next spare.
-pub struct JobFds {
+/// What the host hands a supervisor: the control socket, the write ends of the
+/// job's stdout and stderr pipes, and the host's working directory; and where to
+/// tell the fork server, once the job's main process started, to see to its spares.
+pub struct JobFds<'a> {
     pub control: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub cwd: OwnedFd,
-    pub started: Option<OwnedFd>,
+    pub started: Option<BorrowedFd<'a>>,
 }
 
 /// A supervisor set up for a job that has not come yet (a spare of the fork
@@ -54,19 +54,29 @@ impl Ready {
         })
     }
 
-    /// Runs one job to its end, then exits the process.
-    pub fn run(self, fds: JobFds) -> ! {
+    /// Runs one job to its end. Returns whether this process may take another: the
+    /// job ended with no process of it left, and nothing of ours failed.
+    pub fn run(&self, fds: JobFds) -> bool {
         // SAFETY: plain prctl on this process.
         unsafe { libc::prctl(libc::PR_SET_NAME, c"lw-supervisor".as_ptr()) };
-        let code = match supervise(fds, self.signal_fd, &self.ignored) {
-            Ok(()) => 0,
-            Err(_) => 1,
-        };
-        // Nothing is buffered and no exit handler is ours: a plain _exit spares every
-        // job the libc and loader teardown (measurable at hundreds of jobs a second).
-        // SAFETY: ends this process.
-        unsafe { libc::_exit(code) }
+        let again = matches!(supervise(fds, &self.signal_fd, &self.ignored), Ok(true));
+        // What the job's children left queued there is no news for the next one.
+        signals::read(self.signal_fd.as_fd());
+        again
     }
+
+    /// Lets signals that end the process through while it waits for a job (a spare
+    /// told to stop has nothing to clean up), or holds them again for the signalfd.
+    pub fn idle(&self, idle: bool) {
+        signals::hold(&signals::ENDING, !idle);
+    }
+}
+
+/// Ends this process. Nothing is buffered and no exit handler is ours: a plain
+/// `_exit` spares the libc and loader teardown.
+pub fn exit(code: i32) -> ! {
+    // SAFETY: ends this process.
+    unsafe { libc::_exit(code) }
 }
 
 /// Writes to the stack a job's start will use, so that the pages this fresh fork
@@ -77,7 +87,8 @@ fn touch_stack() {
     std::hint::black_box(&mut pages);
 }
 
-fn supervise(fds: JobFds, signal_fd: OwnedFd, ignored: &IgnoredSignals) -> io::Result<()> {
+/// Runs the job; `Ok(true)` when it ended with no process of it left.
+fn supervise(fds: JobFds, signal_fd: &OwnedFd, ignored: &IgnoredSignals) -> io::Result<bool> {
     let JobFds {
         control,
         stdout,
@@ -88,7 +99,7 @@ fn supervise(fds: JobFds, signal_fd: OwnedFd, ignored: &IgnoredSignals) -> io::R
     // The server forks the next spare once this job is under way, not while it starts
     // (on two CPUs, that fork would take turns with this job's start).
     let tell_server = || {
-        if let Some(started) = &started {
+        if let Some(started) = started {
             // SAFETY: a one-byte write from a static.
             unsafe { libc::write(started.as_raw_fd(), b"1".as_ptr().cast(), 1) };
         }
@@ -106,17 +117,18 @@ fn supervise(fds: JobFds, signal_fd: OwnedFd, ignored: &IgnoredSignals) -> io::R
             .raw_os_error()
             .unwrap_or(libc::EIO);
         tell_server();
-        return send(control.as_fd(), &FromSupervisor::SpawnFailed { errno });
+        send(control.as_fd(), &FromSupervisor::SpawnFailed { errno })?;
+        return Ok(true);
     }
     drop(cwd);
     let started_main = spawn::start_lean(&launch, stdout.as_fd(), stderr.as_fd(), ignored);
     tell_server();
-    drop(started);
     let main = match started_main {
         Ok(pid) => pid,
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
-            return send(control.as_fd(), &FromSupervisor::SpawnFailed { errno });
+            send(control.as_fd(), &FromSupervisor::SpawnFailed { errno })?;
+            return Ok(true);
         }
     };
     // The job's processes hold the pipes now; ours would keep them from EOF.
@@ -195,9 +207,9 @@ fn event_loop(
     supervision: &mut Supervision,
     launch: &Launch,
     outbox: &mut Outbox,
-    signal_fd: OwnedFd,
+    signal_fd: &OwnedFd,
     mut frames: Frames,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let control = outbox.control;
     // What came with the launch (a Terminate sent before we ran) is acted on first.
     // Reading stops at end of stream; writing goes on, in case the host only shut
@@ -205,11 +217,11 @@ fn event_loop(
     let mut listening = act_on(&mut frames, supervision, launch);
     loop {
         if let Some(complete) = supervision.finished() {
-            let usage = children_usage();
+            let usage = supervision.usage();
             outbox.push(&FromSupervisor::Done { usage, complete });
             outbox.held_until = None;
             outbox.flush();
-            return Ok(());
+            return Ok(complete);
         }
         outbox.flush();
         let next = [supervision.deadline(), outbox.due()]

@@ -54,6 +54,9 @@ pub struct Supervision {
     /// `None`: they are left alone.
     leftovers: Option<Duration>,
     phase: Phase,
+    /// What the kernel accounted for each child reaped so far (with, through it,
+    /// every descendant it waited for): CPU times summed, the peak the largest.
+    usage: Usage,
 }
 
 impl Supervision {
@@ -66,6 +69,7 @@ impl Supervision {
             main_status: None,
             leftovers,
             phase: Phase::Running,
+            usage: Usage::default(),
         }
     }
 
@@ -75,8 +79,13 @@ impl Supervision {
         let mut main_exited = None;
         let children_left = loop {
             let mut status = 0;
-            // SAFETY: plain syscall with a valid pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            // SAFETY: rusage is plain data that wait4 fills in.
+            let mut reaped: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: plain syscall with valid pointers.
+            let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut reaped) };
+            if pid > 0 {
+                self.usage.add(&reaped);
+            }
             match pid {
                 0 => break true,
                 pid if pid == self.main => {
@@ -211,6 +220,13 @@ impl Supervision {
         self.main_status
     }
 
+    /// The kernel's accounting for every process of the job reaped so far (once the
+    /// supervision is over: the whole job). Per job, not per process: a supervisor
+    /// may supervise several jobs in turn.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
     /// `Some(complete)` once the supervision is over.
     pub fn finished(&self) -> Option<bool> {
         match self.phase {
@@ -220,20 +236,19 @@ impl Supervision {
     }
 }
 
-/// What the kernel accounted for every child this process reaped (and, through
-/// them, every descendant they waited for).
-pub fn children_usage() -> Usage {
-    // SAFETY: rusage is plain data that getrusage fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    let time = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec.max(0) as u64)
-            + Duration::from_micros(tv.tv_usec.max(0) as u64)
-    };
-    Usage {
-        max_rss_kb: usage.ru_maxrss.max(0) as u64,
-        user_cpu: time(usage.ru_utime),
-        system_cpu: time(usage.ru_stime),
+/// Adding up what `wait4` reports for each reaped child.
+trait Accumulate {
+    fn add(&mut self, reaped: &libc::rusage);
+}
+
+impl Accumulate for Usage {
+    fn add(&mut self, reaped: &libc::rusage) {
+        let time = |tv: libc::timeval| {
+            Duration::from_secs(tv.tv_sec.max(0) as u64)
+                + Duration::from_micros(tv.tv_usec.max(0) as u64)
+        };
+        self.max_rss_kb = self.max_rss_kb.max(reaped.ru_maxrss.max(0) as u64);
+        self.user_cpu += time(reaped.ru_utime);
+        self.system_cpu += time(reaped.ru_stime);
     }
 }
