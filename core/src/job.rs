@@ -101,14 +101,14 @@ where
     let (failure_tx, mut failure_rx) = mpsc::channel(2);
     let stdout = tokio::spawn(capture(
         spawned.stdout,
-        spec.max_buffer,
+        spec.capture_mode(),
         listeners.stdout,
         drain_rx.clone(),
         failure_tx.clone(),
     ));
     let stderr = tokio::spawn(capture(
         spawned.stderr,
-        spec.max_buffer,
+        spec.capture_mode(),
         listeners.stderr,
         drain_rx,
         failure_tx,

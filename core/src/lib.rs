@@ -39,9 +39,11 @@
 //!   group being waited for shares the same scans ([`proc_scan`]): terminating
 //!   1,000 groups at once costs about one scan per poll round, not 1,000.
 //! * **Output** ([`capture`]) is read as it arrives, kept up to a byte limit per stream
-//!   (the most recent bytes win; what was dropped is counted), decoded as UTF-8 across
-//!   read boundaries ([`decode`]) and handed to an optional [`OutputListener`] in
-//!   order, with at most two deliveries outstanding per stream (backpressure).
+//!   (the most recent bytes win; what was dropped is counted: [`tail`]), decoded as UTF-8
+//!   across read boundaries as it arrives, into the form V8 stores strings in (Latin-1
+//!   or UTF-16: [`decode`], [`text`]), or kept as bytes (`Encoding::Buffer`), and handed
+//!   to an optional [`OutputListener`] in order, with at most two deliveries outstanding
+//!   per stream (backpressure).
 //!   After the group is gone the pipes are drained until EOF or a short bound, so a
 //!   process outside the group that inherited a pipe cannot hold the job open; what
 //!   the pipes hold at the bound is still taken (up to a few MiB), so a reader that
@@ -75,11 +77,15 @@ pub mod registry;
 pub mod resolve;
 pub mod spawn;
 pub mod spec;
+pub mod tail;
 pub mod terminate;
+pub mod text;
 pub mod watchdog;
 
-pub use capture::{CapturedOutput, OutputListener};
+pub use capture::{CaptureMode, Encoding, OutputChunk, OutputListener};
 pub use job::{Ending, JobReport, run};
 pub use reap::{ExitStatus, ResourceUsage};
 pub use spawn::SpawnError;
 pub use spec::{JobSpec, SpecError, SpecErrorKind};
+pub use tail::{CapturedOutput, Kept};
+pub use text::Text;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use local_worker_core::job::Listeners;
 use local_worker_core::{
-    Ending, JobReport, JobSpec, OutputListener, SpawnError, group, proc_scan, run,
+    Ending, JobReport, JobSpec, OutputChunk, OutputListener, SpawnError, group, proc_scan, run,
 };
 
 /// Collects deliveries; fails on the `fail_on`-th one if asked.
@@ -21,9 +21,9 @@ struct Collect {
 impl OutputListener for Collect {
     type Error = String;
     type Delivery = std::future::Ready<Result<(), String>>;
-    fn deliver(&self, text: String) -> Self::Delivery {
+    fn deliver(&self, chunk: OutputChunk) -> Self::Delivery {
         let mut seen = self.seen.lock().unwrap();
-        seen.push(text);
+        seen.push(chunk.to_text());
         std::future::ready(if Some(seen.len()) == self.fail_on {
             Err("listener gave up".into())
         } else {
@@ -212,8 +212,9 @@ struct Slow {
 impl OutputListener for Slow {
     type Error = String;
     type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
-    fn deliver(&self, text: String) -> Self::Delivery {
+    fn deliver(&self, chunk: OutputChunk) -> Self::Delivery {
         let seen = Arc::clone(&self.seen);
+        let text = chunk.to_text();
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(2)).await;
             seen.lock().unwrap().push(text);
