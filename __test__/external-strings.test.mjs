@@ -39,3 +39,16 @@ test('a 64 MiB ASCII result is still external after 1 GiB of collected results',
   const grown = await heapGrowthOf64MiB()
   assert.ok(grown < 16 * MiB, `after 1 GiB of collected results the heap grew by ${Math.round(grown / MiB)} MiB: copied, the budget was not given back`)
 })
+
+test('non-ASCII results are external too: Latin-1 (é) and UTF-16 (漢, U+FFFD)', { skip: nativeOnly('zero-copy external strings') || (globalThis.gc ? false : 'needs --expose-gc') }, async () => {
+  for (const [what, printf, perLine] of [['Latin-1', 'é-line', 'é-line\n'], ['UTF-16', '漢-line', '漢-line\n']]) {
+    await collect()
+    const lines = 4 * 1024 * 1024
+    const before = process.memoryUsage().heapUsed
+    const result = await adapter.execute({ command: 'sh', args: ['-c', `yes ${printf} | head -n ${lines}`], maxBuffer: 64 * MiB })
+    const grown = process.memoryUsage().heapUsed - before
+    assert.equal(result.stdout.length, lines * perLine.length)
+    assert.ok(result.stdout.startsWith(perLine) && result.stdout.endsWith(perLine))
+    assert.ok(grown < 8 * MiB, `${what}: the heap grew by ${Math.round(grown / MiB)} MiB: the result was copied`)
+  }
+})

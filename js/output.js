@@ -183,6 +183,18 @@ function pieces(text) {
   return out
 }
 
+/** Above this, text is decoded in parts: V8 takes at most 2^29 - 24 bytes of UTF-8 at once. */
+const DECODE_PART = 64 * 1024 * 1024
+
+/** `bytes` decoded as UTF-8, as `toString` would, for any length a string can hold. */
+function decode(bytes) {
+  if (bytes.length <= DECODE_PART) return bytes.toString('utf8')
+  const decoder = new StringDecoder('utf8')
+  let text = ''
+  for (let at = 0; at < bytes.length; at += DECODE_PART) text += decoder.write(bytes.subarray(at, at + DECODE_PART))
+  return text + decoder.end()
+}
+
 /** One stream of a job: what is kept for the result, and what its callback sees. */
 class OutputCapture {
   /**
@@ -248,7 +260,7 @@ class OutputCapture {
     if (this.bytes) return { text: bytes, dropped }
     let text
     try {
-      text = bytes.toString('utf8')
+      text = decode(bytes)
     } catch (error) {
       throw stringError(bytes.length, error)
     }
