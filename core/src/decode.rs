@@ -96,12 +96,21 @@ trait Unit: Copy {
     /// Largest code point that fits in one unit, or a pair of them.
     const MAX: u32;
     fn from_u32(v: u32) -> Self;
+    /// Writes `ascii` as units at `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `ascii.len()` writes.
+    unsafe fn copy_ascii(ascii: &[u8], dst: *mut Self);
 }
 
 impl Unit for u8 {
     const MAX: u32 = 0xFF;
     fn from_u32(v: u32) -> Self {
         v as u8
+    }
+    unsafe fn copy_ascii(ascii: &[u8], dst: *mut Self) {
+        // SAFETY: as the caller promises; a fresh output never overlaps the input.
+        unsafe { std::ptr::copy_nonoverlapping(ascii.as_ptr(), dst, ascii.len()) };
     }
 }
 
@@ -110,6 +119,34 @@ impl Unit for u16 {
     fn from_u32(v: u32) -> Self {
         v as u16
     }
+    unsafe fn copy_ascii(ascii: &[u8], dst: *mut Self) {
+        // SAFETY: as the caller promises.
+        let dst = unsafe { std::slice::from_raw_parts_mut(dst, ascii.len()) };
+        for (d, &a) in dst.iter_mut().zip(ascii) {
+            *d = a as u16;
+        }
+    }
+}
+
+/// Length of the ASCII prefix of `bytes`, 32 bytes at a time where it can.
+pub fn ascii_prefix(bytes: &[u8]) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let n = bytes.len();
+    let mut i = 0;
+    while i + 32 <= n {
+        if (word(i) | word(i + 8) | word(i + 16) | word(i + 24)) & HIGH != 0 {
+            break;
+        }
+        i += 32;
+    }
+    while i + 8 <= n && word(i) & HIGH == 0 {
+        i += 8;
+    }
+    while i < n && bytes[i] < 0x80 {
+        i += 1;
+    }
+    i
 }
 
 enum Stop {
@@ -161,21 +198,11 @@ fn decode_into<U: Unit>(
     while i < n {
         let b = input[i];
         if b < 0x80 {
-            let start = i;
-            i += 1;
-            while i + 8 <= n {
-                let word = u64::from_le_bytes(input[i..i + 8].try_into().unwrap());
-                if word & 0x8080_8080_8080_8080 != 0 {
-                    break;
-                }
-                i += 8;
-            }
-            while i < n && input[i] < 0x80 {
-                i += 1;
-            }
-            for &c in &input[start..i] {
-                put!(c as u32);
-            }
+            let run = ascii_prefix(&input[i..]);
+            // SAFETY: `run` units fit, as every unit written does (see `put!`).
+            unsafe { U::copy_ascii(&input[i..i + run], dst.add(w)) };
+            i += run;
+            w += run;
             continue;
         }
         // Bounds of the second byte and number of continuation bytes, per lead byte.
@@ -250,6 +277,17 @@ const LEAD: [u8; 256] = {
     table
 };
 
+/// Bounds of the second byte of a sequence, per lead byte (the first byte's own
+/// exclusions: overlong forms, surrogates, code points above U+10FFFF).
+const SECOND: [(u8, u8); 256] = {
+    let mut table = [(0x80u8, 0xBFu8); 256];
+    table[0xE0] = (0xA0, 0xBF);
+    table[0xED] = (0x80, 0x9F);
+    table[0xF0] = (0x90, 0xBF);
+    table[0xF4] = (0x80, 0x8F);
+    table
+};
+
 /// The unit of a byte that is a character by itself: itself (ASCII), or U+FFFD (a byte
 /// that cannot start a character: a stray continuation byte, C0, C1, F5..FF).
 const SINGLE: [u16; 256] = {
@@ -289,11 +327,10 @@ fn decode_utf16(
         if i + 8 <= n {
             let word = u64::from_le_bytes(input[i..i + 8].try_into().unwrap());
             if word & 0x8080_8080_8080_8080 == 0 {
-                for k in 0..8 {
-                    unsafe { dst.add(w + k).write(input[i + k] as u16) };
-                }
-                i += 8;
-                w += 8;
+                let run = 8 + ascii_prefix(&input[i + 8..]);
+                unsafe { u16::copy_ascii(&input[i..i + run], dst.add(w)) };
+                i += run;
+                w += run;
                 continue;
             }
         }
@@ -305,13 +342,62 @@ fn decode_utf16(
             w += 1;
             continue;
         }
-        let (lo, hi) = match b {
-            0xE0 => (0xA0, 0xBF),
-            0xED => (0x80, 0x9F),
-            0xF0 => (0x90, 0xBF),
-            0xF4 => (0x80, 0x8F),
-            _ => (0x80, 0xBF),
-        };
+        let (lo, hi) = SECOND[b as usize];
+        if i + 4 <= n {
+            // The whole sequence is within reach: decide with straight-line checks.
+            let b1 = input[i + 1];
+            if b1 < lo || b1 > hi {
+                unsafe { dst.add(w).write(REPLACEMENT as u16) };
+                i += 1;
+                w += 1;
+                continue;
+            }
+            if more == 1 {
+                let cp = ((b as u32 & 0x1F) << 6) | (b1 as u32 & 0x3F);
+                unsafe { dst.add(w).write(cp as u16) };
+                i += 2;
+                w += 1;
+                continue;
+            }
+            let b2 = input[i + 2];
+            if b2 & 0xC0 != 0x80 {
+                replacements.push(base + w - origin, 2);
+                unsafe { dst.add(w).write(REPLACEMENT as u16) };
+                i += 2;
+                w += 1;
+                continue;
+            }
+            if more == 2 {
+                let cp = ((b as u32 & 0x0F) << 12) | ((b1 as u32 & 0x3F) << 6) | (b2 as u32 & 0x3F);
+                if cp == REPLACEMENT {
+                    // A valid EF BF BD: three bytes for this U+FFFD.
+                    replacements.push(base + w - origin, 3);
+                }
+                unsafe { dst.add(w).write(cp as u16) };
+                i += 3;
+                w += 1;
+                continue;
+            }
+            let b3 = input[i + 3];
+            if b3 & 0xC0 != 0x80 {
+                replacements.push(base + w - origin, 3);
+                unsafe { dst.add(w).write(REPLACEMENT as u16) };
+                i += 3;
+                w += 1;
+                continue;
+            }
+            let v = (((b as u32 & 0x07) << 18)
+                | ((b1 as u32 & 0x3F) << 12)
+                | ((b2 as u32 & 0x3F) << 6)
+                | (b3 as u32 & 0x3F))
+                - 0x10000;
+            unsafe { dst.add(w).write((0xD800 | (v >> 10)) as u16) };
+            unsafe { dst.add(w + 1).write((0xDC00 | (v & 0x3FF)) as u16) };
+            i += 4;
+            w += 2;
+            continue;
+        }
+        // The last bytes of the input: the general loop, which may hold a sequence back.
         let mut good = 1;
         let mut cp = (b as u32) & (0x3F >> more);
         while good <= more {

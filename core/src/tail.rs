@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::decode::Utf8Decoder;
+use crate::decode::{Utf8Decoder, ascii_prefix};
 use crate::text::{Replacements, Text, skip_bytes};
 
 /// Old bytes are removed in batches of at least this much (or half the limit), so that
@@ -190,10 +190,7 @@ impl TextTail {
             unreachable!("in-place reads only go to Latin-1 text")
         };
         let new_from = units.len() - n;
-        let ascii = units[new_from..]
-            .iter()
-            .position(|&b| b >= 0x80)
-            .unwrap_or(n);
+        let ascii = ascii_prefix(&units[new_from..]);
         // The ASCII prefix stays where it is.
         if ascii > 0 {
             self.open_segment();

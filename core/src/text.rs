@@ -109,6 +109,11 @@ fn latin1_piece_end(units: &[u8], max: usize) -> usize {
     if units.len() <= max / 2 {
         return units.len();
     }
+    // The common case, ASCII: as many units as bytes.
+    let ascii = crate::decode::ascii_prefix(&units[..units.len().min(max)]);
+    if ascii == units.len().min(max) {
+        return ascii;
+    }
     let mut bytes = 0;
     for (i, &u) in units.iter().enumerate() {
         bytes += 1 + (u >> 7) as usize;
@@ -124,22 +129,30 @@ fn utf16_piece_end(units: &[u16], max: usize) -> usize {
     if units.len() <= max / 3 {
         return units.len();
     }
+    // Counted as 1, 2 or 3 bytes by value, a surrogate as 3: a pair counts 6 for its 4,
+    // so a piece with emoji may end a little early, never late. Blocks are summed in a
+    // loop the compiler vectorises; the block that crosses the limit is walked.
+    let size = |u: u16| 1 + (u >= 0x80) as usize + (u >= 0x800) as usize;
     let mut bytes = 0;
     let mut i = 0;
     while i < units.len() {
-        let (size, width) = match units[i] {
-            0..=0x7F => (1, 1),
-            0x80..=0x7FF => (2, 1),
-            0xD800..=0xDBFF if i + 1 < units.len() => (4, 2),
-            _ => (3, 1),
-        };
-        if bytes + size > max {
-            return if i == 0 { width } else { i };
+        let block = &units[i..units.len().min(i + 256)];
+        let sum: usize = block.iter().map(|&u| size(u)).sum();
+        if bytes + sum > max {
+            break;
         }
-        bytes += size;
-        i += width;
+        bytes += sum;
+        i += block.len();
     }
-    units.len()
+    while i < units.len() && bytes + size(units[i]) <= max {
+        bytes += size(units[i]);
+        i += 1;
+    }
+    // Never between the two halves of a pair.
+    if i < units.len() && (0xD800..=0xDBFF).contains(&units[i - 1]) {
+        i -= 1;
+    }
+    i.max(1)
 }
 
 /// Where the replacement characters of a run of decoded text came from when that was not a
