@@ -8,14 +8,16 @@
 //! copies). Small values are copied: below `EXTERNAL_MIN_BYTES` the bookkeeping of an
 //! external value costs more than a copy.
 //!
-//! Caveat, measured on Node 20: V8 does not collect a dropped external string promptly —
-//! its JS object is tiny, and neither `napi_adjust_external_memory` nor the size of the
-//! external data triggers a GC, so with little JS allocation dead results can pile up for
-//! a long time. Hence a budget: external values not yet finalized may hold at most
+//! Caveat, measured on Node 20: V8 does not count an external string's data as memory (its
+//! JS object is tiny), so with little JS allocation dead results could pile up for a long
+//! time. So each external string's size is reported with `napi_adjust_external_memory`
+//! (and taken back when it is finalized), which lets V8 collect under that pressure; and
+//! a budget bounds the rest: external values not yet finalized may hold at most
 //! `EXTERNAL_BUDGET` bytes (whatever the width of their characters); beyond it, a value
-//! is copied into the V8 heap, where the garbage collector sees its size. One value is
-//! always allowed when nothing else is held, so that a single result larger than the
-//! budget (up to V8's longest string, 1 GiB of UTF-16) is still handed over in O(1).
+//! is copied into the V8 heap. One value is always allowed when nothing else is held, so
+//! that a single result larger than the budget (up to V8's longest string, 1 GiB of
+//! UTF-16) is still handed over in O(1). External Buffers need no report: V8 counts
+//! their backing stores itself.
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
@@ -217,6 +219,12 @@ unsafe fn external_string<C>(
             format!("output of {len} characters cannot be returned as a JS string"),
         ));
     }
+    // V8 does not count an external string's data as memory; told, it collects dead
+    // results when they pile up (measured: 40 dropped 64 MiB results peak at 300 MB RSS
+    // instead of 942 MB).
+    let mut total = 0;
+    // SAFETY: a plain Node-API call on the current env.
+    unsafe { sys::napi_adjust_external_memory(env, budget as i64, &mut total) };
     Ok(value)
 }
 
@@ -289,8 +297,13 @@ pub unsafe fn copy_buffer(env: sys::napi_env, bytes: &[u8]) -> Result<sys::napi_
 
 /// V8 is done with the value (collected, or copied at creation): free the memory and
 /// return its bytes to the budget, so that the budget bounds what is *live*.
-unsafe extern "C" fn free_held(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+unsafe extern "C" fn free_held(env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
     // SAFETY: `hint` is the box made when the value was created, freed exactly once.
     let held = unsafe { Box::from_raw(hint.cast::<Held>()) };
+    if held.text.is_some() {
+        let mut total = 0;
+        // SAFETY: a plain Node-API call; what was added at creation is taken back.
+        unsafe { sys::napi_adjust_external_memory(env, -(held.budget as i64), &mut total) };
+    }
     release_external(held.budget);
 }
