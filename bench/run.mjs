@@ -192,6 +192,18 @@ const started = Date.now();
 // Input files, written by the first measurement that needs each, shared by all (bench/data.mjs).
 const DATA_DIR = mkdtempSync(join(os.tmpdir(), 'lw-bench-data-'));
 process.on('exit', () => rmSync(DATA_DIR, { recursive: true, force: true }));
+// Written here, before any measurement: a measurement that wrote one would count its memory.
+{
+  const dataModule = JSON.stringify(new URL('./data.mjs', import.meta.url).href);
+  const prepared = spawnSync(process.execPath, ['--input-type=module', '-e', `const d = await import(${dataModule}); d.dataFile('utf8'); d.dataFile('random');`], {
+    env: { ...process.env, LW_BENCH_DATA: DATA_DIR },
+    stdio: 'inherit',
+  });
+  if (prepared.status !== 0) {
+    console.error('error: could not write the input files');
+    process.exit(2);
+  }
+}
 
 console.log('# local-worker benchmark\n');
 console.log(machine());
