@@ -354,6 +354,7 @@ if (expectedFailures.length) {
 }
 
 const minutes = ((Date.now() - started) / 60000).toFixed(1);
+console.log(`\nload at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (1/5/15 min)`);
 if (failures.length) {
   console.log(`\n## FAILED CHECKS (${failures.length})\n`);
   for (const f of failures) console.log(`- round ${f.round}, ${f.scenario}, ${f.adapter}: ${String(f.detail).slice(0, 500)}`);
