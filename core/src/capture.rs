@@ -11,7 +11,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::decode::Utf8Decoder;
+use crate::decode::{Utf8Decoder, ascii_prefix};
 use crate::pipe_size::{BUSY_PIPE_SIZE, PipeGrowth};
 pub use crate::tail::CapturedOutput;
 use crate::tail::{ByteTail, TextTail};
@@ -134,8 +134,10 @@ pub async fn capture<L: OutputListener>(
     };
     // Set once the drain deadline has passed: what may still be taken, without waiting.
     let mut last_pass: Option<usize> = None;
+    // Fixed for the stream's life: after a listener fails, its decoder still holds the
+    // start of a split character, so text keeps going through it (without deliveries).
+    let listening = listener.is_some();
     loop {
-        let listening = listener.is_some();
         // Where this read goes: the kept bytes, the kept text itself (ASCII needs no
         // decoding), or a scratch buffer to decode from.
         let (target, in_place) = match &mut keeper {
@@ -187,7 +189,7 @@ pub async fn capture<L: OutputListener>(
         }
     }
     if let Keeper::Text { tail, decoder, .. } = &mut keeper
-        && listener.is_some()
+        && listening
     {
         // The listener's decoder ends the stream; the tail's own holds nothing.
         let mut text = Text::default();
@@ -233,8 +235,15 @@ fn take_read(
                 return None;
             }
             // Decoded once, for the listener; the tail keeps a copy of the text.
-            let mut text = Text::default();
             let mut replacements = Replacements::default();
+            if decoder.pending() == 0 && ascii_prefix(scratch) == scratch.len() {
+                // ASCII is its own Latin-1 text: the read buffer itself is delivered.
+                let read = std::mem::replace(scratch, Vec::with_capacity(scratch.capacity()));
+                let text = Text::Latin1(read);
+                tail.append(&text, &replacements, new as u64);
+                return Some(text_chunk(text));
+            }
+            let mut text = Text::default();
             let before = decoder.pending() as u64;
             decoder.decode(scratch, &mut text, &mut replacements, 0);
             let raw = before + scratch.len() as u64 - decoder.pending() as u64;
@@ -511,5 +520,38 @@ mod tests {
             })
             .collect();
         assert_eq!(delivered, bytes);
+    }
+
+    /// Fails on its first delivery.
+    struct FailFirst;
+    impl OutputListener for FailFirst {
+        type Error = ();
+        type Delivery = std::future::Ready<Result<(), ()>>;
+        fn deliver(&self, _: OutputChunk) -> Self::Delivery {
+            std::future::ready(Err(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_listener_fails_a_character_it_held_back_still_reaches_the_result() {
+        let mut fds = [0; 2];
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: we own both ends.
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out = std::fs::File::from(write_end);
+            out.write_all(b"a\xc3").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            out.write_all(b"\xa9ok").unwrap();
+        });
+        let (_tx, drain) = watch::channel(None);
+        let (failures, mut failed) = mpsc::channel(1);
+        let out = capture(read_end, text_mode(1024), Some(FailFirst), drain, failures).await;
+        writer.join().unwrap();
+        assert!(failed.try_recv().is_ok(), "the failure was reported");
+        assert_eq!(out.into_text(), "aéok");
     }
 }
