@@ -183,7 +183,7 @@ pub async fn capture<L: OutputListener>(
         if let Some(left) = &mut last_pass {
             *left = left.saturating_sub(new);
         }
-        let chunk = take_read(&mut keeper, new, in_place, listening);
+        let chunk = take_read(&mut keeper, new, in_place, listening, listener.is_some());
         if let Some(chunk) = chunk {
             deliveries.queue(&mut listener, chunk, &failures).await;
         }
@@ -207,17 +207,19 @@ pub async fn capture<L: OutputListener>(
 }
 
 /// Accounts for `new` bytes just read into the keeper's read target; returns what to
-/// deliver, if a listener is there.
+/// deliver when `deliver` (a listener is there and has not failed). `listening`: the
+/// stream had a listener, so its text goes through the listener's decoder.
 fn take_read(
     keeper: &mut Keeper,
     new: usize,
     in_place: bool,
     listening: bool,
+    deliver: bool,
 ) -> Option<OutputChunk> {
     match keeper {
         Keeper::Bytes(tail) => {
             let chunk =
-                listening.then(|| OutputChunk::Bytes(tail.buf[tail.buf.len() - new..].to_vec()));
+                deliver.then(|| OutputChunk::Bytes(tail.buf[tail.buf.len() - new..].to_vec()));
             tail.trim_excess();
             chunk
         }
@@ -241,14 +243,14 @@ fn take_read(
                 let read = std::mem::replace(scratch, Vec::with_capacity(scratch.capacity()));
                 let text = Text::Latin1(read);
                 tail.append(&text, &replacements, new as u64);
-                return Some(text_chunk(text));
+                return deliver.then(|| text_chunk(text));
             }
             let mut text = Text::default();
             let before = decoder.pending() as u64;
             decoder.decode(scratch, &mut text, &mut replacements, 0);
             let raw = before + scratch.len() as u64 - decoder.pending() as u64;
             tail.append(&text, &replacements, raw);
-            Some(text_chunk(text))
+            deliver.then(|| text_chunk(text))
         }
     }
 }
