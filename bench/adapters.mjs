@@ -61,6 +61,24 @@ async function createChildProcess() {
           cwd: job.cwd,
           env: { ...process.env, ...job.env },
         });
+        if (job.encoding === 'buffer') {
+          // Bytes: the chunks as they come, concatenated at the end.
+          const out = [];
+          const err = [];
+          child.stdout.on('data', (data) => {
+            out.push(data);
+            job.onStdout?.(data);
+          });
+          child.stderr.on('data', (data) => {
+            err.push(data);
+            job.onStderr?.(data);
+          });
+          child.on('error', reject);
+          child.on('close', (code) => {
+            resolve({ exitCode: code ?? 0, stdout: Buffer.concat(out), stderr: Buffer.concat(err), durationMs: Date.now() - start });
+          });
+          return;
+        }
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (data) => {
@@ -104,8 +122,9 @@ async function createExeca() {
         buffer: true,
         maxBuffer: EXECA_MAX_BUFFER,
         stripFinalNewline: false,
+        ...(job.encoding === 'buffer' ? { encoding: 'buffer' } : {}),
       });
-      const toText = (data) => (typeof data === 'string' ? data : data.toString());
+      const toText = job.encoding === 'buffer' ? (data) => data : (data) => (typeof data === 'string' ? data : data.toString());
       if (job.onStdout) subprocess.stdout.on('data', (data) => job.onStdout(toText(data)));
       if (job.onStderr) subprocess.stderr.on('data', (data) => job.onStderr(toText(data)));
       const result = await subprocess;

@@ -79,7 +79,7 @@ class Job {
   }
 
   capture(stream, name, listener) {
-    const capture = new OutputCapture(this.spec.maxBuffer, name, listener, (f) => this.onCallbackFailure(f))
+    const capture = new OutputCapture(this.spec.maxBuffer, this.spec.encoding, name, listener, (f) => this.onCallbackFailure(f))
     let finished
     capture.stream = stream
     capture.done = new Promise((resolve) => { finished = resolve })

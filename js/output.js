@@ -1,14 +1,17 @@
 'use strict'
-// Capturing one output stream: a bounded tail of its bytes for the result, and its text, as it
-// arrives, for the job's callback.
+// Capturing one output stream: a bounded tail of its bytes for the result, and its text (or
+// bytes, for `encoding: 'buffer'`), as it arrives, for the job's callback.
 //
-// - The tail keeps the most recent `maxBuffer` bytes (older ones are dropped and counted); the
-//   result's text starts on a character boundary. Small pipe reads are merged into larger
-//   blocks so that a chatty child does not pin one Buffer object per write.
+// - The tail keeps the most recent `maxBuffer` bytes (older ones are dropped and counted). As
+//   text, the result is the characters of the whole stream's decoding that start in those
+//   bytes (a few bytes before them are kept to tell); as bytes, exactly those bytes. Small
+//   pipe reads are merged into larger blocks so that a chatty child does not pin one Buffer
+//   object per write.
 // - Callbacks get UTF-8 decoded safely across reads (StringDecoder holds a split character
 //   back), with invalid bytes replaced exactly as `Buffer#toString('utf8')` replaces them, in
-//   pieces of at most 64 KiB of UTF-8 cut at character boundaries. A callback that throws is
-//   not called again; the job is told once.
+//   pieces of at most 64 KiB of UTF-8 cut at character boundaries; or, for 'buffer', the
+//   stream's chunks as they come. A callback that throws is not called again; the job is
+//   told once.
 
 const { StringDecoder } = require('node:string_decoder')
 
@@ -21,10 +24,15 @@ const BLOCK = 256 * 1024
 /** ... or once this many small reads are pending. */
 const MAX_PENDING = 64
 
+/** Bytes kept before the last `max` ones for text: enough to tell where a character starts. */
+const CONTEXT = 3
+
 /** The most recent `max` bytes of a stream, and how many bytes before them were dropped. */
 class TailBuffer {
-  constructor(max) {
+  /** `text`: the result is decoded, and must start on a character of the whole stream. */
+  constructor(max, text = true) {
     this.max = max
+    this.context = text ? CONTEXT : 0
     /** Blocks kept, oldest first, from `head` on. */
     this.blocks = []
     this.head = 0
@@ -36,7 +44,7 @@ class TailBuffer {
   }
 
   push(chunk) {
-    if (this.max === 0) {
+    if (this.max === 0 && this.context === 0) {
       this.dropped += chunk.length
       return
     }
@@ -55,9 +63,9 @@ class TailBuffer {
     this.pendingBytes = 0
   }
 
-  /** Drops whole blocks that lie entirely before the last `max` bytes. */
+  /** Drops whole blocks that lie entirely before the last `max` bytes (and their context). */
   trim() {
-    while (this.head < this.blocks.length && this.length - this.blocks[this.head].length >= this.max) {
+    while (this.head < this.blocks.length && this.length - this.blocks[this.head].length >= this.max + this.context) {
       const block = this.blocks[this.head]
       this.blocks[this.head++] = undefined
       this.length -= block.length
@@ -69,11 +77,15 @@ class TailBuffer {
     }
   }
 
-  /** `{ bytes, dropped }`: the kept tail, starting on a character boundary. */
+  /**
+   * `{ bytes, dropped }`: the last `max` bytes; as text, from the first of them that starts a
+   * character of the whole stream (bytes of a character that began earlier are dropped too).
+   */
   finish() {
     this.flush()
-    const skip = Math.max(0, this.length - this.max)
-    const bytes = Buffer.allocUnsafe(this.length - skip)
+    const keep = Math.min(this.length, this.max + this.context)
+    const skip = this.length - keep
+    const bytes = Buffer.allocUnsafe(keep)
     let toSkip = skip
     let offset = 0
     for (let i = this.head; i < this.blocks.length; i++) {
@@ -88,14 +100,58 @@ class TailBuffer {
     this.blocks = []
     this.head = 0
     this.dropped += skip
-    // Do not start in the middle of a character (bytes were dropped before this one).
-    let start = 0
-    if (this.dropped > 0) {
-      while (start < 3 && start < bytes.length && (bytes[start] & 0xc0) === 0x80) start++
-      this.dropped += start
-    }
+    // `bytes` holds the last `max` bytes after `cut` context bytes (all of the stream's start
+    // when there are fewer than CONTEXT).
+    const cut = keep - Math.min(keep, this.max)
+    const start = this.context > 0 ? characterStart(bytes, cut) : cut
+    this.dropped += start
     return { bytes: bytes.subarray(start), dropped: this.dropped }
   }
+}
+
+/**
+ * The first position at or after `at` where the UTF-8 decoding of `bytes` starts a character
+ * (or a replacement): WHATWG decoding resynchronises on any byte that is not a continuation
+ * byte, so looking back at most 3 bytes tells. `bytes` before `at` are the stream's own.
+ */
+function characterStart(bytes, at) {
+  let lead = -1
+  for (let k = at - 1; k >= Math.max(0, at - CONTEXT); k--) {
+    if ((bytes[k] & 0xc0) !== 0x80) {
+      lead = k
+      break
+    }
+  }
+  // Only continuation bytes before: each one is a replacement on its own, or ends a
+  // character that started before them.
+  if (lead < 0) return at
+  const end = lead + subpartLength(bytes, lead)
+  return end > at ? end : at
+}
+
+/** Bytes of the character (or of the ill-formed sequence replaced by one U+FFFD) at `i`. */
+function subpartLength(bytes, i) {
+  const b = bytes[i]
+  let more
+  let lo = 0x80
+  let hi = 0xbf
+  if (b >= 0xc2 && b <= 0xdf) more = 1
+  else if (b >= 0xe0 && b <= 0xef) {
+    more = 2
+    if (b === 0xe0) lo = 0xa0
+    else if (b === 0xed) hi = 0x9f
+  } else if (b >= 0xf0 && b <= 0xf4) {
+    more = 3
+    if (b === 0xf0) lo = 0x90
+    else if (b === 0xf4) hi = 0x8f
+  } else return 1
+  let good = 1
+  while (good <= more && i + good < bytes.length) {
+    const c = bytes[i + good]
+    if (c < (good === 1 ? lo : 0x80) || c > (good === 1 ? hi : 0xbf)) break
+    good++
+  }
+  return good
 }
 
 /** `text` cut into pieces of at most PIECE_MAX UTF-8 bytes, at character boundaries. */
@@ -127,6 +183,18 @@ function pieces(text) {
   return out
 }
 
+/** Above this, text is decoded in parts: V8 takes at most 2^29 - 24 bytes of UTF-8 at once. */
+const DECODE_PART = 64 * 1024 * 1024
+
+/** `bytes` decoded as UTF-8, as `toString` would, for any length a string can hold. */
+function decode(bytes) {
+  if (bytes.length <= DECODE_PART) return bytes.toString('utf8')
+  const decoder = new StringDecoder('utf8')
+  let text = ''
+  for (let at = 0; at < bytes.length; at += DECODE_PART) text += decoder.write(bytes.subarray(at, at + DECODE_PART))
+  return text + decoder.end()
+}
+
 /** One stream of a job: what is kept for the result, and what its callback sees. */
 class OutputCapture {
   /**
@@ -134,29 +202,33 @@ class OutputCapture {
    * @param listener the user's callback, or undefined
    * @param onFailure called once, with `{ callback, thrown }`, if the callback throws
    */
-  constructor(maxBuffer, name, listener, onFailure) {
-    this.tail = new TailBuffer(maxBuffer)
+  constructor(maxBuffer, encoding, name, listener, onFailure) {
+    this.bytes = encoding === 'buffer'
+    this.tail = new TailBuffer(maxBuffer, !this.bytes)
     this.name = name
     this.listener = listener
     this.onFailure = onFailure
-    this.decoder = listener === undefined ? null : new StringDecoder('utf8')
+    this.decoder = listener === undefined || this.bytes ? null : new StringDecoder('utf8')
     this.ended = false
   }
 
   write(chunk) {
     if (this.ended) return
     this.tail.push(chunk)
-    if (this.listener !== undefined) {
-      const text = this.decoder.write(chunk)
-      if (text.length > 0) this.deliver(text)
+    if (this.listener === undefined) return
+    if (this.bytes) {
+      this.call(chunk)
+      return
     }
+    const text = this.decoder.write(chunk)
+    if (text.length > 0) this.deliver(text)
   }
 
   /** The stream ended (or is no longer read): a trailing partial character becomes U+FFFD. */
   end() {
     if (this.ended) return
     this.ended = true
-    if (this.listener !== undefined) {
+    if (this.listener !== undefined && this.decoder !== null) {
       const text = this.decoder.end()
       if (text.length > 0) this.deliver(text)
     }
@@ -164,24 +236,31 @@ class OutputCapture {
   }
 
   deliver(text) {
-    for (const piece of pieces(text)) {
-      const listener = this.listener
-      if (listener === undefined) return
-      try {
-        listener.call(undefined, piece)
-      } catch (thrown) {
-        this.listener = undefined
-        this.onFailure({ callback: this.name, thrown })
-      }
+    for (const piece of pieces(text)) this.call(piece)
+  }
+
+  /** Calls the listener with one piece, unless it has failed before. */
+  call(piece) {
+    const listener = this.listener
+    if (listener === undefined) return
+    try {
+      listener.call(undefined, piece)
+    } catch (thrown) {
+      this.listener = undefined
+      this.onFailure({ callback: this.name, thrown })
     }
   }
 
-  /** `{ text, dropped }` for the result; throws the Error to reject with if no string can hold it. */
+  /**
+   * `{ text, dropped }` for the result (`text` is a Buffer for 'buffer'); throws the Error to
+   * reject with if no string can hold it.
+   */
   result() {
     const { bytes, dropped } = this.tail.finish()
+    if (this.bytes) return { text: bytes, dropped }
     let text
     try {
-      text = bytes.toString('utf8')
+      text = decode(bytes)
     } catch (error) {
       throw stringError(bytes.length, error)
     }
@@ -189,4 +268,4 @@ class OutputCapture {
   }
 }
 
-module.exports = { OutputCapture, TailBuffer, pieces, PIECE_MAX }
+module.exports = { OutputCapture, TailBuffer, characterStart, pieces, PIECE_MAX }

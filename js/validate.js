@@ -20,7 +20,10 @@ const DEFAULTS = Object.freeze({
   killGracePeriod: 5000,
   drainTimeout: 200,
   killLeftovers: true,
+  encoding: 'utf8',
 })
+/** What `encoding` may be: text decoded as UTF-8, or the raw bytes in Buffers. */
+const ENCODINGS = ['utf8', 'buffer']
 
 /** The properties of one JS object, read with field-naming errors. */
 class Fields {
@@ -133,10 +136,18 @@ class Fields {
       throw inputError('range', this.path('maxBuffer'),
         `must be a whole number of bytes from 0 to ${MAX_BUFFER_LIMIT}, V8's longest string (got ${formatNumber(maxBuffer)})`)
     }
+    let encoding = this.get('encoding')
+    if (encoding === undefined) {
+      encoding = defaults.encoding
+    } else if (typeof encoding !== 'string') {
+      throw expected(this.path('encoding'), "'utf8' or 'buffer'", encoding)
+    } else if (!ENCODINGS.includes(encoding)) {
+      throw inputError('value', this.path('encoding'), `must be 'utf8' or 'buffer' (got ${debugString(encoding)})`)
+    }
     const killGracePeriod = this.millis('killGracePeriod') ?? defaults.killGracePeriod
     const drainTimeout = this.millis('drainTimeout') ?? defaults.drainTimeout
     const killLeftovers = this.boolean('killLeftovers') ?? defaults.killLeftovers
-    return { maxBuffer: maxBuffer + 0, killGracePeriod, drainTimeout, killLeftovers }
+    return { maxBuffer: maxBuffer + 0, encoding, killGracePeriod, drainTimeout, killLeftovers }
   }
 }
 
@@ -151,7 +162,7 @@ function readOptions(options) {
 }
 
 /**
- * The job as a plain spec: `{ command, args, env: [[key, value]...], cwd, timeout, maxBuffer,
+ * The job as a plain spec: `{ command, args, env: [[key, value]...], cwd, timeout, maxBuffer, encoding,
  * killGracePeriod, drainTimeout, killLeftovers, onStdout, onStderr, signal }`. `timeout` is
  * undefined for no limit. Throws the TypeError/RangeError to reject with (or what a getter threw).
  */

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use local_worker_core::job::Listeners;
 use local_worker_core::spec::MAX_BUFFER_LIMIT;
-use local_worker_core::{JobSpec, SpecError, SpecErrorKind};
+use local_worker_core::{Encoding, JobSpec, SpecError, SpecErrorKind};
 use napi::bindgen_prelude::*;
 
 use crate::js_error::{self, ErrorClass, Failure};
@@ -71,6 +71,7 @@ pub struct AdapterDefaults {
     drain_bound: Duration,
     max_buffer: usize,
     kill_leftovers: bool,
+    encoding: Encoding,
 }
 
 impl AdapterDefaults {
@@ -85,6 +86,7 @@ impl AdapterDefaults {
             drain_bound: spec.drain_bound,
             max_buffer: spec.max_buffer,
             kill_leftovers: spec.kill_leftovers,
+            encoding: spec.encoding,
         };
         match Fields::of(env, options, "options", true)? {
             None => Ok(builtin),
@@ -127,6 +129,7 @@ pub fn parse_job<'env>(
     spec.drain_bound = tuning.drain_bound;
     spec.max_buffer = tuning.max_buffer;
     spec.kill_leftovers = tuning.kill_leftovers;
+    spec.encoding = tuning.encoding;
     // `meta` is accepted and ignored by the local adapter.
     let listeners = Listeners {
         stdout: fields.listener("onStdout")?,
@@ -350,7 +353,29 @@ impl<'env> Fields<'env> {
                 .into());
             }
         };
+        let encoding = match self.get("encoding")? {
+            None => defaults.encoding,
+            Some((value, ValueType::String)) => match to_string(self.env, value)?.as_str() {
+                "utf8" => Encoding::Utf8,
+                "buffer" => Encoding::Buffer,
+                other => {
+                    return Err(SpecError::value(
+                        &self.path("encoding"),
+                        &format!("must be 'utf8' or 'buffer' (got {other:?})"),
+                    )
+                    .into());
+                }
+            },
+            Some((_, other)) => {
+                return Err(expected(
+                    &self.path("encoding"),
+                    "'utf8' or 'buffer'",
+                    other,
+                ));
+            }
+        };
         Ok(AdapterDefaults {
+            encoding,
             kill_grace: self
                 .millis("killGracePeriod")?
                 .unwrap_or(defaults.kill_grace),

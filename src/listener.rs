@@ -1,11 +1,14 @@
 //! A JS `onStdout`/`onStderr` callback as the core's `OutputListener`.
 //!
-//! Text crosses to the JS thread through a threadsafe function whose target is a
-//! small dispatcher of ours, not the user's callback itself. The dispatcher cuts
-//! the text into pieces of at most 64 KiB (small V8 strings, like Node's own
-//! stream chunks, instead of one large-object allocation per pipe read), calls the
-//! user's callback once per piece, and catches what it throws: the job then fails
-//! with that exact value, and no queued piece reaches the callback afterwards.
+//! Output crosses to the JS thread through a threadsafe function whose target is a
+//! small dispatcher of ours, not the user's callback itself. Text arrives decoded
+//! (Latin-1 or UTF-16, V8's own forms) and already cut into pieces of at most 64 KiB
+//! of UTF-8 (small V8 strings, like Node's own stream chunks, instead of one
+//! large-object allocation per pipe read): on the JS thread each piece is a plain copy
+//! into a new string, no decoding. Bytes (`encoding: 'buffer'`) arrive as one Buffer
+//! per read, external (no copy) when large. The dispatcher calls the user's callback
+//! once per piece and catches what it throws: the job then fails with that exact
+//! value, and no queued piece reaches the callback afterwards.
 //!
 //! Deliveries yield to the event loop. Node's threadsafe-function dispatcher runs
 //! every queued call in one go, including calls queued while it runs; had a
@@ -23,7 +26,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use local_worker_core::OutputListener;
+use local_worker_core::{OutputChunk, OutputListener};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -31,21 +34,18 @@ use napi::{JsGlobal, sys::napi_value};
 use tokio::sync::oneshot;
 
 use crate::js_error::{self, Failure, Held};
-use crate::js_text::copy_str;
-
-/// Largest string handed to a callback (V8's large-object threshold is 128 KiB).
-const PIECE_MAX: usize = 64 * 1024;
+use crate::js_text::{buffer_value, copy_text};
 
 /// Deliveries that reached the JS thread, waiting for the loop's next turn to be
 /// reported done (oldest first: the dispatcher runs them in order).
 type Completions = Arc<Mutex<VecDeque<oneshot::Sender<()>>>>;
 
-/// One delivery: the text, arriving in JS as an array of strings of at most
-/// `PIECE_MAX` bytes, cut at character boundaries; and who to tell once the
-/// loop has turned. Dropped without reaching JS (Node shutting down), it drops
-/// `done`, which tells the reader as well.
+/// One delivery: the output, arriving in JS as an array of pieces (strings cut at
+/// character boundaries, or one Buffer); and who to tell once the loop has turned.
+/// Dropped without reaching JS (Node shutting down), it drops `done`, which tells the
+/// reader as well.
 pub struct Pieces {
-    text: String,
+    chunk: OutputChunk,
     done: oneshot::Sender<()>,
     completions: Completions,
 }
@@ -53,7 +53,7 @@ pub struct Pieces {
 impl ToNapiValue for Pieces {
     unsafe fn to_napi_value(env: sys::napi_env, pieces: Self) -> Result<sys::napi_value> {
         let Pieces {
-            text,
+            chunk,
             done,
             completions,
         } = pieces;
@@ -62,18 +62,23 @@ impl ToNapiValue for Pieces {
         let mut array = std::ptr::null_mut();
         // SAFETY: plain Node-API calls on the current env.
         check_status!(unsafe { sys::napi_create_array(env, &mut array) })?;
-        let mut rest = text.as_str();
-        let mut index = 0;
-        while !rest.is_empty() {
-            let mut end = rest.len().min(PIECE_MAX);
-            while !rest.is_char_boundary(end) {
-                end -= 1;
+        match chunk {
+            OutputChunk::Text { text, piece_ends } => {
+                let mut start = 0;
+                for (index, end) in piece_ends.into_iter().enumerate() {
+                    // SAFETY: valid env; the core cut the pieces within the text.
+                    let piece = unsafe { copy_text(env, &text, start, end - start) }?;
+                    check_status!(unsafe {
+                        sys::napi_set_element(env, array, index as u32, piece)
+                    })?;
+                    start = end;
+                }
             }
-            // SAFETY: valid env; the slice is valid UTF-8.
-            let piece = unsafe { copy_str(env, &rest[..end]) }?;
-            check_status!(unsafe { sys::napi_set_element(env, array, index, piece) })?;
-            rest = &rest[end..];
-            index += 1;
+            OutputChunk::Bytes(bytes) => {
+                // SAFETY: valid env.
+                let piece = unsafe { buffer_value(env, bytes, 0) }?;
+                check_status!(unsafe { sys::napi_set_element(env, array, 0, piece) })?;
+            }
         }
         Ok(array)
     }
@@ -206,13 +211,13 @@ impl OutputListener for JsOutputListener {
     type Error = CallbackError;
     type Delivery = Pin<Box<dyn Future<Output = std::result::Result<(), CallbackError>> + Send>>;
 
-    /// Queues `text` for the JS thread at once; resolves when the dispatcher ran
+    /// Queues `chunk` for the JS thread at once; resolves when the dispatcher ran
     /// and the event loop turned once more (see the module docs).
-    fn deliver(&self, text: String) -> Self::Delivery {
+    fn deliver(&self, chunk: OutputChunk) -> Self::Delivery {
         let (done, finished) = oneshot::channel();
         let status = self.dispatch.call(
             Pieces {
-                text,
+                chunk,
                 done,
                 completions: Arc::clone(&self.completions),
             },

@@ -11,7 +11,7 @@ use napi::bindgen_prelude::*;
 
 use crate::abort::AbortFuture;
 use crate::js_error::{self, ErrorClass};
-use crate::js_text::OutputText;
+use crate::js_text::OutputValue;
 use crate::listener::{CallbackError, JsOutputListener};
 use crate::promise::Outcome;
 
@@ -176,8 +176,8 @@ impl OutcomeFields {
         target.set_named_property("signal", self.signal)?;
         target.set_named_property("stdoutDroppedBytes", stdout.dropped as f64)?;
         target.set_named_property("stderrDroppedBytes", stderr.dropped as f64)?;
-        target.set_named_property("stdout", OutputText(stdout.bytes))?;
-        target.set_named_property("stderr", OutputText(stderr.bytes))?;
+        target.set_named_property("stdout", OutputValue(stdout))?;
+        target.set_named_property("stderr", OutputValue(stderr))?;
         target.set_named_property("durationMs", self.duration.as_secs_f64() * 1000.0)?;
         target.set_named_property("pid", self.pid)?;
         target.set_named_property("timedOut", self.timed_out)?;

@@ -21,6 +21,8 @@ export interface WorkerJob {
   onStdout?: (data: string) => void
   /** Receives stderr as it arrives, decoded as UTF-8. A callback that throws fails the job. */
   onStderr?: (data: string) => void
+  /** `'utf8'` (the default): output is text. For Buffers, see `BufferWorkerJob`. Overrides the adapter's option. */
+  encoding?: 'utf8'
   /** Overrides the adapter's option of the same name for this job. */
   maxBuffer?: number
   /** Overrides the adapter's option of the same name for this job. */
@@ -29,6 +31,18 @@ export interface WorkerJob {
   drainTimeout?: number
   /** Overrides the adapter's option of the same name for this job. */
   killLeftovers?: boolean
+}
+
+/**
+ * A job whose output is returned as bytes (`encoding: 'buffer'`, as in execa): `stdout`,
+ * `stderr` and the callbacks' pieces are Buffers, not decoded (raw video frames, archives).
+ */
+export interface BufferWorkerJob extends Omit<WorkerJob, 'encoding' | 'onStdout' | 'onStderr'> {
+  encoding: 'buffer'
+  /** Receives stdout's bytes as they arrive. A callback that throws fails the job. */
+  onStdout?: (data: Buffer) => void
+  /** Receives stderr's bytes as they arrive. A callback that throws fails the job. */
+  onStderr?: (data: Buffer) => void
 }
 
 /**
@@ -42,11 +56,13 @@ export interface ResourceUsage {
   systemCpuMs: number
 }
 
-export interface WorkerResult {
+/** `Output` is `string` for text jobs (the default), `Buffer` for `encoding: 'buffer'`. */
+export interface WorkerResult<Output extends string | Buffer = string> {
   /** Exit code, or 128 + signal number when a signal ended the process. */
   exitCode: number
-  stdout: string
-  stderr: string
+  /** The last `maxBuffer` bytes of stdout: as text, the characters that start in them. */
+  stdout: Output
+  stderr: Output
   /** From spawn to settlement, on a monotonic clock; fractional. */
   durationMs: number
   /** Name of the signal that ended the main process (e.g. `'SIGKILL'`), or null. */
@@ -76,6 +92,12 @@ export interface LocalWorkerOptions {
   drainTimeout?: number
   /** Terminate whatever the main process left running (daemons included) when it exits. Default true. */
   killLeftovers?: boolean
+  /**
+   * `'utf8'` (default): output is decoded text; `'buffer'`: Buffers. A job may override it. The
+   * typings follow the job's own `encoding` only: with `'buffer'` set here, give jobs
+   * `encoding: 'buffer'` too to have them typed as Buffers.
+   */
+  encoding?: 'utf8' | 'buffer'
 }
 
 /**
@@ -84,11 +106,15 @@ export interface LocalWorkerOptions {
  * else (`ERR_LOCAL_WORKER_SUPERVISOR_LOST`): it carries the partial output.
  * Spawn failures carry Node's fields instead (`code` such as `ENOENT`, `errno`, `syscall`, `path`, `spawnargs`).
  */
-export interface WorkerJobError extends Error, Partial<WorkerResult> {
+export interface WorkerJobError<Output extends string | Buffer = string> extends Error, Partial<WorkerResult<Output>> {
   code: string
 }
 
-export interface LocalWorkerAdapter extends WorkerAdapter {}
+export interface LocalWorkerAdapter extends WorkerAdapter {
+  /** Runs a job whose output is returned as Buffers. */
+  execute(job: BufferWorkerJob): Promise<WorkerResult<Buffer>>
+  execute(job: WorkerJob): Promise<WorkerResult>
+}
 
 /**
  * What `local-worker run --result FILE` writes: the WorkerResult the adapter would resolve the

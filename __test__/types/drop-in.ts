@@ -7,6 +7,7 @@ import {
   type WorkerResult,
   type WorkerJobError,
   type ResourceUsage,
+  type BufferWorkerJob,
   implementation,
 } from '../../index.js'
 
@@ -48,7 +49,27 @@ function describe(error: unknown): string {
 // @ts-expect-error: exitCode must be a number
 const wrong: WorkerResult = { exitCode: null, stdout: '', stderr: '', durationMs: 0 }
 
+// encoding: 'buffer' jobs get Buffers; text jobs (explicitly 'utf8' or not) still get strings.
+async function buffers(): Promise<Buffer> {
+  const adapter = new LocalWorkerAdapter({ encoding: 'buffer' })
+  const job: BufferWorkerJob = { command: 'head', args: ['-c', '16', '/dev/urandom'], encoding: 'buffer', onStdout: (data: Buffer) => void data.length }
+  const result: WorkerResult<Buffer> = await adapter.execute(job)
+  const text: WorkerResult = await adapter.execute({ command: 'echo', encoding: 'utf8' })
+  const inline = await adapter.execute({ command: 'cat', encoding: 'buffer' })
+  const bytes: Buffer = inline.stdout
+  const string: string = text.stdout
+  // @ts-expect-error: a Buffer job's stdout is not a string
+  const notText: string = result.stdout
+  // @ts-expect-error: a Buffer job's callback gets Buffers, not strings
+  const wrongCallback: BufferWorkerJob = { command: 'cat', encoding: 'buffer', onStdout: (data: string) => void data }
+  // @ts-expect-error: only 'utf8' and 'buffer'
+  const wrongEncoding: WorkerJob = { command: 'cat', encoding: 'latin1' }
+  const failed = (error: unknown) => (error as WorkerJobError<Buffer>).stdout?.byteLength
+  void string, notText, wrongCallback, wrongEncoding, failed
+  return Buffer.concat([result.stdout, bytes])
+}
+
 // The implementation in use is one of two names.
 const which: 'native' | 'js' = implementation
 
-void which, asInfra, pending, useResult, cloud, infraFromOurs, describe, wrong
+void which, asInfra, pending, useResult, cloud, infraFromOurs, describe, wrong, buffers

@@ -11,8 +11,11 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::decode::Utf8StreamDecoder;
+use crate::decode::{Utf8Decoder, ascii_prefix};
 use crate::pipe_size::{BUSY_PIPE_SIZE, PipeGrowth};
+pub use crate::tail::CapturedOutput;
+use crate::tail::{ByteTail, TextTail};
+use crate::text::{PIECE_MAX_UTF8, Replacements, Text};
 
 /// Most bytes taken per read without a listener: a full grown pipe.
 const READ_CHUNK: usize = BUSY_PIPE_SIZE;
@@ -25,9 +28,45 @@ const LAST_PASS_MAX: usize = 4 * READ_CHUNK;
 /// Deliveries queued and not yet consumed, per stream.
 const MAX_IN_FLIGHT: usize = 2;
 
-/// Receives a stream's text as it arrives.
+/// How a stream is returned: decoded as UTF-8 (text), or as raw bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    Buffer,
+}
+
+/// What a stream's capture keeps, and in which form.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureMode {
+    /// Most recent stream bytes kept; older ones are dropped and counted.
+    pub max_buffer: usize,
+    pub encoding: Encoding,
+}
+
+/// A piece of a stream for a listener, ready for JS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputChunk {
+    /// Decoded text, to be handed over in pieces: `piece_ends` are the unit offsets where
+    /// each piece ends (at most [`PIECE_MAX_UTF8`] bytes of UTF-8, whole characters).
+    Text { text: Text, piece_ends: Vec<usize> },
+    /// Raw bytes (`encoding: 'buffer'`).
+    Bytes(Vec<u8>),
+}
+
+impl OutputChunk {
+    /// The chunk as a Rust string (bytes decoded with replacement, for tests and logs).
+    pub fn to_text(&self) -> String {
+        match self {
+            OutputChunk::Text { text, .. } => text.to_string_from(0),
+            OutputChunk::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+}
+
+/// Receives a stream's output as it arrives.
 ///
-/// `deliver` queues the text at once (deliveries keep their order) and returns a
+/// `deliver` queues the chunk at once (deliveries keep their order) and returns a
 /// future that resolves when the listener has consumed it. At most
 /// `MAX_IN_FLIGHT` deliveries are outstanding: beyond that the reader waits, so a
 /// slow listener slows the child (through the pipe) instead of growing memory,
@@ -36,73 +75,26 @@ pub trait OutputListener: Send + Sync + 'static {
     /// Why the listener failed; fails the job.
     type Error: Send + 'static;
     type Delivery: Future<Output = Result<(), Self::Error>> + Send + 'static;
-    fn deliver(&self, text: String) -> Self::Delivery;
+    fn deliver(&self, chunk: OutputChunk) -> Self::Delivery;
 }
 
-/// What was kept of a stream: its last `max_buffer` bytes at most, starting on a
-/// character boundary, and how many bytes before them were dropped.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CapturedOutput {
-    pub bytes: Vec<u8>,
-    pub dropped: u64,
+/// Where a stream's bytes go: kept raw, or decoded.
+enum Keeper {
+    Bytes(ByteTail),
+    Text {
+        tail: TextTail,
+        /// Bytes read before decoding (when they cannot be read in place).
+        scratch: Vec<u8>,
+        /// A listener's own decoder: its text is delivered, then kept.
+        decoder: Utf8Decoder,
+    },
 }
 
-impl CapturedOutput {
-    /// The text, invalid UTF-8 replaced by U+FFFD; no copy when it is valid.
-    pub fn into_text(self) -> String {
-        match String::from_utf8(self.bytes) {
-            Ok(text) => text,
-            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-        }
-    }
-}
-
-/// Keeps the most recent `max` bytes in one growing buffer. Old bytes are cut in
-/// batches (once the excess reaches half of `max`) so that each byte is moved
-/// a bounded number of times; memory stays below 1.5 x `max` + one read.
-#[derive(Debug)]
-struct TailBuffer {
-    buf: Vec<u8>,
-    max: usize,
-    dropped: u64,
-}
-
-impl TailBuffer {
-    fn new(max: usize) -> Self {
-        TailBuffer {
-            buf: Vec::new(),
-            max,
-            dropped: 0,
-        }
-    }
-
-    fn trim_excess(&mut self) {
-        let slack = (self.max / 2).max(READ_CHUNK);
-        if self.buf.len() > self.max + slack {
-            self.cut_front(self.buf.len() - self.max);
-        }
-    }
-
-    fn cut_front(&mut self, n: usize) {
-        self.buf.drain(..n);
-        self.dropped += n as u64;
-    }
-
-    fn finish(mut self) -> CapturedOutput {
-        if self.buf.len() > self.max {
-            self.cut_front(self.buf.len() - self.max);
-            // Do not start in the middle of a character.
-            let partial = self
-                .buf
-                .iter()
-                .take(3)
-                .take_while(|&&b| b & 0xC0 == 0x80)
-                .count();
-            self.cut_front(partial);
-        }
-        CapturedOutput {
-            bytes: self.buf,
-            dropped: self.dropped,
+impl Keeper {
+    fn finish(self) -> CapturedOutput {
+        match self {
+            Keeper::Bytes(tail) => tail.finish(),
+            Keeper::Text { tail, .. } => tail.finish(),
         }
     }
 }
@@ -113,13 +105,19 @@ impl TailBuffer {
 /// deliveries so that the partial output is kept.
 pub async fn capture<L: OutputListener>(
     pipe: OwnedFd,
-    max_buffer: usize,
+    mode: CaptureMode,
     mut listener: Option<L>,
     mut drain: watch::Receiver<Option<Instant>>,
     failures: mpsc::Sender<L::Error>,
 ) -> CapturedOutput {
-    let mut tail = TailBuffer::new(max_buffer);
-    let mut decoder = Utf8StreamDecoder::new();
+    let mut keeper = match mode.encoding {
+        Encoding::Buffer => Keeper::Bytes(ByteTail::new(mode.max_buffer)),
+        Encoding::Utf8 => Keeper::Text {
+            tail: TextTail::new(mode.max_buffer),
+            scratch: Vec::new(),
+            decoder: Utf8Decoder::new(),
+        },
+    };
     let mut deliveries = Deliveries::<L> {
         queue: VecDeque::new(),
     };
@@ -132,17 +130,32 @@ pub async fn capture<L: OutputListener>(
     let mut growth = PipeGrowth::default();
     let receiver = match pipe::Receiver::from_owned_fd(pipe) {
         Ok(receiver) => receiver,
-        Err(_) => return tail.finish(),
+        Err(_) => return keeper.finish(),
     };
     // Set once the drain deadline has passed: what may still be taken, without waiting.
     let mut last_pass: Option<usize> = None;
+    // Fixed for the stream's life: after a listener fails, its decoder still holds the
+    // start of a split character, so text keeps going through it (without deliveries).
+    let listening = listener.is_some();
     loop {
+        // Where this read goes: the kept bytes, the kept text itself (ASCII needs no
+        // decoding), or a scratch buffer to decode from.
+        let (target, in_place) = match &mut keeper {
+            Keeper::Bytes(tail) => (&mut tail.buf, true),
+            Keeper::Text { tail, scratch, .. } => match tail.in_place_target() {
+                Some(text) if !listening => (text, true),
+                _ => {
+                    scratch.clear();
+                    (scratch, false)
+                }
+            },
+        };
         let read = match last_pass {
             // Bytes already in the pipe are taken even if this task was not scheduled
             // before the deadline (a loaded machine); a process that escaped the group
             // and keeps writing is cut off after a bounded amount.
             Some(0) => break,
-            Some(left) => read_now(&receiver, &mut tail.buf, read_limit.min(left)),
+            Some(left) => read_now(&receiver, target, read_limit.min(left)),
             None => {
                 let deadline = *drain.borrow_and_update();
                 tokio::select! {
@@ -153,7 +166,7 @@ pub async fn capture<L: OutputListener>(
                         settle(result, &mut listener, &failures);
                         continue;
                     }
-                    read = read_some(&receiver, &mut tail.buf, read_limit) => read,
+                    read = read_some(&receiver, target, read_limit) => read,
                     _ = sleep_until_opt(deadline) => {
                         last_pass = Some(LAST_PASS_MAX);
                         continue;
@@ -170,19 +183,81 @@ pub async fn capture<L: OutputListener>(
         if let Some(left) = &mut last_pass {
             *left = left.saturating_sub(new);
         }
-        if listener.is_some() {
-            let text = decoder.decode(&tail.buf[tail.buf.len() - new..]);
-            deliveries.queue(&mut listener, text, &failures).await;
+        let chunk = take_read(&mut keeper, new, in_place, listening, listener.is_some());
+        if let Some(chunk) = chunk {
+            deliveries.queue(&mut listener, chunk, &failures).await;
         }
-        tail.trim_excess();
     }
-    if listener.is_some() {
-        let text = decoder.finish();
-        deliveries.queue(&mut listener, text, &failures).await;
+    if let Keeper::Text { tail, decoder, .. } = &mut keeper
+        && listening
+    {
+        // The listener's decoder ends the stream; the tail's own holds nothing.
+        let mut text = Text::default();
+        let mut replacements = Replacements::default();
+        let pending = decoder.pending() as u64;
+        decoder.finish(&mut text, &mut replacements, 0);
+        tail.append(&text, &replacements, pending);
+        deliveries
+            .queue(&mut listener, text_chunk(text), &failures)
+            .await;
     }
     // Every delivery is consumed before the job reports: callbacks never run late.
     deliveries.drain(&mut listener, &failures).await;
-    tail.finish()
+    keeper.finish()
+}
+
+/// Accounts for `new` bytes just read into the keeper's read target; returns what to
+/// deliver when `deliver` (a listener is there and has not failed). `listening`: the
+/// stream had a listener, so its text goes through the listener's decoder.
+fn take_read(
+    keeper: &mut Keeper,
+    new: usize,
+    in_place: bool,
+    listening: bool,
+    deliver: bool,
+) -> Option<OutputChunk> {
+    match keeper {
+        Keeper::Bytes(tail) => {
+            let chunk =
+                deliver.then(|| OutputChunk::Bytes(tail.buf[tail.buf.len() - new..].to_vec()));
+            tail.trim_excess();
+            chunk
+        }
+        Keeper::Text {
+            tail,
+            scratch,
+            decoder,
+        } => {
+            if in_place {
+                tail.accept_in_place(new, scratch);
+                return None;
+            }
+            if !listening {
+                tail.decode(scratch);
+                return None;
+            }
+            // Decoded once, for the listener; the tail keeps a copy of the text.
+            let mut replacements = Replacements::default();
+            if decoder.pending() == 0 && ascii_prefix(scratch) == scratch.len() {
+                // ASCII is its own Latin-1 text: the read buffer itself is delivered.
+                let read = std::mem::replace(scratch, Vec::with_capacity(scratch.capacity()));
+                let text = Text::Latin1(read);
+                tail.append(&text, &replacements, new as u64);
+                return deliver.then(|| text_chunk(text));
+            }
+            let mut text = Text::default();
+            let before = decoder.pending() as u64;
+            decoder.decode(scratch, &mut text, &mut replacements, 0);
+            let raw = before + scratch.len() as u64 - decoder.pending() as u64;
+            tail.append(&text, &replacements, raw);
+            deliver.then(|| text_chunk(text))
+        }
+    }
+}
+
+fn text_chunk(text: Text) -> OutputChunk {
+    let piece_ends = text.piece_ends(PIECE_MAX_UTF8);
+    OutputChunk::Text { text, piece_ends }
 }
 
 /// A stream's outstanding deliveries, oldest first.
@@ -191,17 +266,21 @@ struct Deliveries<L: OutputListener> {
 }
 
 impl<L: OutputListener> Deliveries<L> {
-    /// Hands `text` to the listener, then waits while too many are outstanding.
+    /// Hands `chunk` to the listener, then waits while too many are outstanding.
     async fn queue(
         &mut self,
         listener: &mut Option<L>,
-        text: String,
+        chunk: OutputChunk,
         failures: &mpsc::Sender<L::Error>,
     ) {
+        let empty = match &chunk {
+            OutputChunk::Text { text, .. } => text.is_empty(),
+            OutputChunk::Bytes(bytes) => bytes.is_empty(),
+        };
         if let Some(l) = listener
-            && !text.is_empty()
+            && !empty
         {
-            self.queue.push_back(Box::pin(l.deliver(text)));
+            self.queue.push_back(Box::pin(l.deliver(chunk)));
         }
         self.collect_ready(listener, failures);
         while self.queue.len() >= MAX_IN_FLIGHT {
@@ -317,7 +396,19 @@ mod tests {
     impl OutputListener for NoListener {
         type Error = ();
         type Delivery = std::future::Ready<Result<(), ()>>;
-        fn deliver(&self, _: String) -> Self::Delivery {
+        fn deliver(&self, _: OutputChunk) -> Self::Delivery {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    /// Collects what it is given.
+    #[derive(Clone, Default)]
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<OutputChunk>>>);
+    impl OutputListener for Collect {
+        type Error = ();
+        type Delivery = std::future::Ready<Result<(), ()>>;
+        fn deliver(&self, chunk: OutputChunk) -> Self::Delivery {
+            self.0.lock().unwrap().push(chunk);
             std::future::ready(Ok(()))
         }
     }
@@ -337,6 +428,13 @@ mod tests {
         }
     }
 
+    fn text_mode(max_buffer: usize) -> CaptureMode {
+        CaptureMode {
+            max_buffer,
+            encoding: Encoding::Utf8,
+        }
+    }
+
     #[tokio::test]
     async fn output_waiting_in_the_pipe_is_kept_even_past_the_drain_deadline() {
         // The deadline passed before the reader ever ran (a loaded machine): what the
@@ -344,40 +442,118 @@ mod tests {
         let past = Instant::now() - std::time::Duration::from_millis(50);
         let (_tx, drain) = watch::channel(Some(past));
         let (failures, _) = mpsc::channel(1);
-        let out =
-            capture::<NoListener>(filled_pipe(b"job-167\n"), 1024, None, drain, failures).await;
-        assert_eq!(out.bytes, b"job-167\n");
+        let out = capture::<NoListener>(
+            filled_pipe(b"job-167\n"),
+            text_mode(1024),
+            None,
+            drain,
+            failures,
+        )
+        .await;
+        assert_eq!(out.into_text(), "job-167\n");
     }
 
-    #[test]
-    fn tail_buffer_keeps_the_last_bytes_on_a_char_boundary() {
-        let mut tail = TailBuffer::new(4);
-        tail.buf.extend_from_slice("abcdé€".as_bytes()); // 4 + 2 + 3 bytes
-        let out = tail.finish();
-        // The last 4 bytes start inside "é": its continuation byte is dropped too.
-        assert_eq!(out.bytes, "€".as_bytes());
-        assert_eq!(out.dropped, 6);
+    #[tokio::test]
+    async fn text_is_decoded_for_the_listener_and_the_result_alike() {
+        let bytes = [&b"ab\xff"[..], "é漢😀".as_bytes(), &[0xe2, 0x82]].concat();
+        let (_tx, drain) = watch::channel(None);
+        let (failures, _) = mpsc::channel(1);
+        let seen = Collect::default();
+        let out = capture(
+            filled_pipe(&bytes),
+            text_mode(1024),
+            Some(seen.clone()),
+            drain,
+            failures,
+        )
+        .await;
+        let expected = String::from_utf8_lossy(&bytes);
+        let delivered: String = seen.0.lock().unwrap().iter().map(|c| c.to_text()).collect();
+        assert_eq!(delivered, expected);
+        assert_eq!(out.into_text(), expected);
     }
 
-    #[test]
-    fn tail_buffer_trims_in_batches() {
-        let mut tail = TailBuffer::new(10);
-        tail.buf.resize(READ_CHUNK + 11, b'x');
-        tail.trim_excess();
-        assert_eq!(tail.buf.len(), 10);
-        assert_eq!(tail.dropped, READ_CHUNK as u64 + 1);
+    #[tokio::test]
+    async fn bytes_stay_bytes_for_the_listener_and_the_result() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        let (_tx, drain) = watch::channel(None);
+        let (failures, _) = mpsc::channel(1);
+        let seen = Collect::default();
+        let mode = CaptureMode {
+            max_buffer: 1000,
+            encoding: Encoding::Buffer,
+        };
+        let out = capture(
+            filled_pipe(&[]),
+            mode,
+            Some(seen.clone()),
+            drain.clone(),
+            failures.clone(),
+        )
+        .await;
+        assert_eq!(out.into_bytes(), Vec::<u8>::new());
+        // A pipe holds 64 KiB: feed the rest from a writer thread.
+        let mut fds = [0; 2];
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let writer = {
+            let bytes = bytes.clone();
+            // SAFETY: we own the write end.
+            let fd = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                std::fs::File::from(fd).write_all(&bytes).unwrap();
+            })
+        };
+        // SAFETY: we own the read end.
+        let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        let out = capture(read_end, mode, Some(seen.clone()), drain, failures).await;
+        writer.join().unwrap();
+        assert_eq!(out.dropped, 299_000);
+        assert_eq!(out.into_bytes(), &bytes[299_000..]);
+        let delivered: Vec<u8> = seen
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|c| match c {
+                OutputChunk::Bytes(b) => b.clone(),
+                OutputChunk::Text { .. } => panic!("text for a buffer stream"),
+            })
+            .collect();
+        assert_eq!(delivered, bytes);
     }
 
-    #[test]
-    fn zero_max_keeps_nothing() {
-        let mut tail = TailBuffer::new(0);
-        tail.buf.extend_from_slice(b"abc");
-        assert_eq!(
-            tail.finish(),
-            CapturedOutput {
-                bytes: vec![],
-                dropped: 3
-            }
-        );
+    /// Fails on its first delivery.
+    struct FailFirst;
+    impl OutputListener for FailFirst {
+        type Error = ();
+        type Delivery = std::future::Ready<Result<(), ()>>;
+        fn deliver(&self, _: OutputChunk) -> Self::Delivery {
+            std::future::ready(Err(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_listener_fails_a_character_it_held_back_still_reaches_the_result() {
+        let mut fds = [0; 2];
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: we own both ends.
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out = std::fs::File::from(write_end);
+            out.write_all(b"a\xc3").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            out.write_all(b"\xa9ok").unwrap();
+        });
+        let (_tx, drain) = watch::channel(None);
+        let (failures, mut failed) = mpsc::channel(1);
+        let out = capture(read_end, text_mode(1024), Some(FailFirst), drain, failures).await;
+        writer.join().unwrap();
+        assert!(failed.try_recv().is_ok(), "the failure was reported");
+        assert_eq!(out.into_text(), "aéok");
     }
 }

@@ -52,7 +52,12 @@ where
             message: format!("spawn {}: cannot watch the process: {e}", spec.command),
         }
     })?;
-    let mut streams = Streams::start(spawned.stdout, spawned.stderr, spec.max_buffer, listeners);
+    let mut streams = Streams::start(
+        spawned.stdout,
+        spawned.stderr,
+        spec.capture_mode(),
+        listeners,
+    );
 
     let mut ending = tokio::select! {
         biased;

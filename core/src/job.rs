@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::capture::{CapturedOutput, OutputListener, capture};
+use crate::capture::{CaptureMode, CapturedOutput, OutputListener, capture};
 use crate::reap::{ExitStatus, ResourceUsage};
 use crate::registry::Owner;
 use crate::spawn::SpawnError;
@@ -192,21 +192,21 @@ impl<E: Send + 'static> Streams<E> {
     pub fn start<L: OutputListener<Error = E>>(
         stdout: OwnedFd,
         stderr: OwnedFd,
-        max_buffer: usize,
+        mode: CaptureMode,
         listeners: Listeners<L>,
     ) -> Streams<E> {
         let (drain, drain_rx) = watch::channel(None);
         let (failure_tx, failures) = mpsc::channel(2);
         let stdout = tokio::spawn(capture(
             stdout,
-            max_buffer,
+            mode,
             listeners.stdout,
             drain_rx.clone(),
             failure_tx.clone(),
         ));
         let stderr = tokio::spawn(capture(
             stderr,
-            max_buffer,
+            mode,
             listeners.stderr,
             drain_rx,
             failure_tx,

@@ -50,16 +50,18 @@
 //!   the leader's process group ([`terminate`], polling a `/proc` view shared by
 //!   every waiting group, [`proc_scan`]).
 //! * **Output** ([`capture`]) is read as it arrives, kept up to a byte limit per stream
-//!   (the most recent bytes win; what was dropped is counted), decoded as UTF-8 across
-//!   read boundaries ([`decode`]) and handed to an optional [`OutputListener`] in
-//!   order, with at most two deliveries outstanding per stream (backpressure).
+//!   (the most recent bytes win; what was dropped is counted: [`tail`]), decoded as UTF-8
+//!   across read boundaries as it arrives, into the form V8 stores strings in (Latin-1
+//!   or UTF-16: [`decode`], [`text`]), or kept as bytes (`Encoding::Buffer`), and handed
+//!   to an optional [`OutputListener`] in order, with at most two deliveries outstanding
+//!   per stream (backpressure).
 //!   After the job's processes are gone the pipes are drained until EOF or a short
 //!   bound, so a process outside the job that inherited a pipe cannot hold the job
 //!   open; what the pipes hold at the bound is still taken (up to a few MiB), so a
 //!   reader that was slow to be scheduled loses nothing.
-//! * **Resource usage**: under a supervisor, every process of the job (it reaps them
-//!   all and reports `RUSAGE_CHILDREN`); without one, the leader and what it waited
-//!   for ([`reap`]).
+//! * **Resource usage**: under a supervisor, every process of the job (it adds up
+//!   what `wait4` reports for each process it reaps); without one, the leader and
+//!   what it waited for ([`reap`]).
 //! * **Registry** ([`registry`]) lists the live jobs so that the host can end them
 //!   all when it exits; when the host dies without running any code (SIGKILL), the
 //!   supervisors end them.
@@ -94,10 +96,14 @@ pub mod resolve;
 pub mod spawn;
 pub mod spec;
 pub mod supervised;
+pub mod tail;
 pub mod terminate;
+pub mod text;
 
-pub use capture::{CapturedOutput, OutputListener};
+pub use capture::{CaptureMode, Encoding, OutputChunk, OutputListener};
 pub use job::{Ending, JobReport, run};
 pub use reap::{ExitStatus, ResourceUsage};
 pub use spawn::SpawnError;
 pub use spec::{JobSpec, SpecError, SpecErrorKind};
+pub use tail::{CapturedOutput, Kept};
+pub use text::Text;

@@ -368,7 +368,7 @@ mod tests {
         // have made 200 scans.
         let scans = scans_so_far() - before;
         assert!(scans <= 10, "{scans} scans for 200 waiters");
-        let distinct: HashSet<_> = snapshots.iter().map(|s| Arc::as_ptr(s)).collect();
+        let distinct: HashSet<_> = snapshots.iter().map(Arc::as_ptr).collect();
         assert!(distinct.len() <= 2, "{} distinct snapshots", distinct.len());
 
         // A later request is not served by an older snapshot.

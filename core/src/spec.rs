@@ -5,6 +5,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::capture::{CaptureMode, Encoding};
+
 /// Grace period between SIGTERM and SIGKILL when nothing else is asked.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long pipes are drained after the job's processes are gone: bytes still held
@@ -37,6 +39,8 @@ pub struct JobSpec {
     pub max_buffer: usize,
     /// Terminate what the leader left in its group when it exits (default true).
     pub kill_leftovers: bool,
+    /// Output as text (decoded UTF-8, the default) or as bytes.
+    pub encoding: Encoding,
 }
 
 impl JobSpec {
@@ -52,6 +56,15 @@ impl JobSpec {
             drain_bound: DEFAULT_DRAIN_BOUND,
             max_buffer: DEFAULT_MAX_BUFFER,
             kill_leftovers: true,
+            encoding: Encoding::Utf8,
+        }
+    }
+
+    /// How each output stream is captured.
+    pub fn capture_mode(&self) -> CaptureMode {
+        CaptureMode {
+            max_buffer: self.max_buffer,
+            encoding: self.encoding,
         }
     }
 

@@ -175,7 +175,7 @@ impl Launched {
         let mut control = Control::new(control, outgoing)
             .map_err(|e| spawn_failed(spec, e.raw_os_error().unwrap_or(libc::EIO)))?;
         let registration = registry::register(owner, Handle::Supervisor(control.shared()));
-        let mut streams = Streams::start(stdout, stderr, spec.max_buffer, listeners);
+        let mut streams = Streams::start(stdout, stderr, spec.capture_mode(), listeners);
         let mut timeout = pin!(deadline(started, spec.timeout));
         let mut abort = pin!(abort);
 

@@ -17,7 +17,7 @@ struct None_;
 impl OutputListener for None_ {
     type Error = ();
     type Delivery = std::future::Ready<Result<(), ()>>;
-    fn deliver(&self, _: String) -> Self::Delivery {
+    fn deliver(&self, _: local_worker_core::OutputChunk) -> Self::Delivery {
         std::future::ready(Ok(()))
     }
 }

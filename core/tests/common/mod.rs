@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use local_worker_core::job::Listeners;
 use local_worker_core::registry::Owner;
-use local_worker_core::{JobReport, JobSpec, OutputListener, SpawnError};
+use local_worker_core::{JobReport, JobSpec, OutputChunk, OutputListener, SpawnError};
 
 /// `local_worker_core::run`, with the test crate's containment configured first.
 pub async fn run<L, A>(
@@ -42,9 +42,9 @@ pub struct Collect {
 impl OutputListener for Collect {
     type Error = String;
     type Delivery = std::future::Ready<Result<(), String>>;
-    fn deliver(&self, text: String) -> Self::Delivery {
+    fn deliver(&self, chunk: OutputChunk) -> Self::Delivery {
         let mut seen = self.seen.lock().unwrap();
-        seen.push(text);
+        seen.push(chunk.to_text());
         std::future::ready(if Some(seen.len()) == self.fail_on {
             Err("listener gave up".into())
         } else {
@@ -181,8 +181,9 @@ pub struct Slow {
 impl OutputListener for Slow {
     type Error = String;
     type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
-    fn deliver(&self, text: String) -> Self::Delivery {
+    fn deliver(&self, chunk: OutputChunk) -> Self::Delivery {
         let seen = Arc::clone(&self.seen);
+        let text = chunk.to_text();
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(2)).await;
             seen.lock().unwrap().push(text);
