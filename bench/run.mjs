@@ -335,7 +335,7 @@ const costRows = opts.scenarios
   });
 if (costRows.length) {
   console.log('\n## the supervisor per job: ours with it vs without it (process-group containment only)\n');
-  console.log(table(['scenario', 'ours ms', `${GROUPED} ms`, 'supervisor cost per job', `${GROUPED}/${BASELINE}`], costRows));
+  console.log(table(['scenario', 'ours ms', `${GROUPED} ms`, 'supervisor cost per job (< 0: saving)', `${GROUPED}/${BASELINE}`], costRows));
 }
 
 console.log(`\n## goals (medians; baseline is ${BASELINE}, the adapter ours replaces)\n`);

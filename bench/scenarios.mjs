@@ -386,6 +386,7 @@ export const SCENARIOS = {
 
   'spawn-serial-busy': {
     description: '200 × true, one at a time, while a CPU-bound process runs beside them',
+    jobs: 200,
     setup() {
       // One busy process for the machine's contention (started and stopped here; the
       // measurement process kills it at exit in any case).
