@@ -87,7 +87,8 @@ fn touch_stack() {
     std::hint::black_box(&mut pages);
 }
 
-/// Runs the job; `Ok(true)` when it ended with no process of it left.
+/// Runs the job; `Ok(true)` when it ended with no process of it left and nobody
+/// signalled this supervisor to end.
 fn supervise(fds: JobFds, signal_fd: &OwnedFd, ignored: &IgnoredSignals) -> io::Result<bool> {
     let JobFds {
         control,
@@ -215,13 +216,15 @@ fn event_loop(
     // Reading stops at end of stream; writing goes on, in case the host only shut
     // down its side (it lets go of the job, but still listens).
     let mut listening = act_on(&mut frames, supervision, launch);
+    // A supervisor sent a terminating signal ends after its job, whatever is left.
+    let mut told_to_end = false;
     loop {
         if let Some(complete) = supervision.finished() {
             let usage = supervision.usage();
             outbox.push(&FromSupervisor::Done { usage, complete });
             outbox.held_until = None;
             outbox.flush();
-            return Ok(complete);
+            return Ok(complete && !told_to_end);
         }
         outbox.flush();
         let next = [supervision.deadline(), outbox.due()]
@@ -237,6 +240,7 @@ fn event_loop(
             for signal in signals::read(signal_fd.as_fd()) {
                 if signal != libc::SIGCHLD {
                     // Someone asked us to end: end the job, as its host would.
+                    told_to_end = true;
                     supervision.terminate(launch.grace);
                 }
             }

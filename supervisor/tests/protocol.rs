@@ -197,6 +197,90 @@ fn sigterm_to_a_supervisor_terminates_its_job() {
     let messages = job.rest();
     let status = exit_of(&messages).expect("the main process exited");
     assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGTERM);
+    // Told to end, it does not go back to the pool, though its job left nothing.
+    assert!(
+        ends_soon(supervisor),
+        "supervisor {supervisor} still serves"
+    );
+}
+
+/// Whether `pid` is gone (or a zombie) within 5 s. The server ignores SIGCHLD, so
+/// its children are reaped as they exit.
+fn ends_soon(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+fn supervisor_of(job: &mut Job) -> i32 {
+    match job.next() {
+        Some(FromSupervisor::Spawned { supervisor, .. }) => supervisor,
+        other => panic!("not Spawned: {other:?}"),
+    }
+}
+
+#[test]
+fn supervisors_whose_jobs_left_nothing_serve_the_next_jobs() {
+    let server = server();
+    let mut supervisors = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let mut job = start(
+            &server,
+            &[ToSupervisor::Launch(launch(
+                &format!("echo {i}"),
+                Duration::from_secs(1),
+            ))],
+        );
+        supervisors.insert(supervisor_of(&mut job));
+        let messages = job.rest();
+        assert!(matches!(
+            messages.last(),
+            Some(FromSupervisor::Done { complete: true, .. })
+        ));
+        assert_eq!(job.stdout(), format!("{i}\n"));
+    }
+    // One at a time: the two idle supervisors (and perhaps a replacement forked while
+    // one was busy) take turns, instead of thirty of them.
+    assert!(supervisors.len() <= 6, "{supervisors:?}");
+}
+
+#[test]
+fn a_supervisor_whose_job_left_a_process_running_does_not_serve_again() {
+    let server = server();
+    let mut spec = launch("sleep 30 >/dev/null & echo $!", Duration::from_secs(1));
+    spec.kill_leftovers = false;
+    let mut job = start(&server, &[ToSupervisor::Launch(spec)]);
+    let supervisor = supervisor_of(&mut job);
+    let messages = job.rest();
+    assert!(matches!(
+        messages.last(),
+        Some(FromSupervisor::Done {
+            complete: false,
+            ..
+        })
+    ));
+    assert!(
+        ends_soon(supervisor),
+        "supervisor {supervisor} still serves"
+    );
+    let leftover: i32 = job.stdout().trim().parse().unwrap();
+    // SAFETY: plain syscall; the leftover is ours to end now.
+    assert_eq!(unsafe { libc::kill(leftover, libc::SIGKILL) }, 0);
 }
 
 #[test]
