@@ -24,6 +24,13 @@ export const ADAPTER_NAMES = ['ours', 'child_process', 'execa'];
  * supervisor per job costs.
  */
 export const GROUPED = 'ours-grouped';
+/**
+ * Not an adapter: the floor of serial spawning, measured beside scenarios that run their
+ * jobs one at a time (`serial`). `core/examples/spawn_floor.rs` runs the same jobs with
+ * `posix_spawn` + `waitpid` in a loop, as a C program would; bench/run.mjs builds it.
+ */
+export const FLOOR = 'floor';
+export const FLOOR_PROGRAM = fileURLToPath(new URL('../target/release/examples/spawn_floor', import.meta.url));
 
 /** (1) ours: the native addon, one adapter instance reused for every job. */
 async function createOurs() {

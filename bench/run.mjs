@@ -34,7 +34,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADAPTER_NAMES, GROUPED, ROOT } from './adapters.mjs';
+import { ADAPTER_NAMES, FLOOR, FLOOR_PROGRAM, GROUPED, ROOT } from './adapters.mjs';
 import { SCENARIOS, SCENARIO_NAMES } from './scenarios.mjs';
 
 const SCENARIO_SCRIPT = fileURLToPath(new URL('./scenario.mjs', import.meta.url));
@@ -225,12 +225,26 @@ if (opts.adapters.includes('ours')) {
   }
 }
 
+// The floor program of the serial scenarios (a release build of a core example).
+let floorBuilt = false;
+if (opts.adapters.includes('ours') && opts.scenarios.some((s) => SCENARIOS[s].serial)) {
+  const build = spawnSync('cargo', ['build', '--release', '--quiet', '-p', 'local-worker-core', '--example', 'spawn_floor'], { cwd: ROOT, stdio: 'inherit' });
+  floorBuilt = build.status === 0;
+  if (!floorBuilt) console.error(`warning: could not build ${FLOOR_PROGRAM}: no floor is measured`);
+}
+
 // The adapters of each scenario: the chosen ones, plus ours without supervisors where the
-// scenario counts its jobs (the supervisor's cost per job is printed from the pair).
-const adaptersOf = (scenario) =>
-  SCENARIOS[scenario].jobs && opts.adapters.includes('ours') && !opts.adapters.includes(GROUPED)
-    ? [...opts.adapters, GROUPED]
-    : opts.adapters;
+// scenario counts its jobs (the supervisor's cost per job is printed from the pair), plus the
+// floor where its jobs run one at a time.
+const adaptersOf = (scenario) => {
+  const { jobs, serial } = SCENARIOS[scenario];
+  const ours = opts.adapters.includes('ours');
+  return [
+    ...opts.adapters,
+    ...(jobs && ours && !opts.adapters.includes(GROUPED) ? [GROUPED] : []),
+    ...(serial && ours && floorBuilt ? [FLOOR] : []),
+  ];
+};
 // runs[scenario][adapter] = [{ round, ms, maxRssKb, ok, detail, gapMs }]
 const runs = Object.fromEntries(opts.scenarios.map((s) => [s, Object.fromEntries(adaptersOf(s).map((a) => [a, []]))]));
 const failures = [];
@@ -336,6 +350,24 @@ const costRows = opts.scenarios
 if (costRows.length) {
   console.log('\n## the supervisor per job: ours with it vs without it (process-group containment only)\n');
   console.log(table(['scenario', 'ours ms', `${GROUPED} ms`, 'supervisor cost per job (< 0: saving)', `${GROUPED}/${BASELINE}`], costRows));
+}
+
+// Per job above the floor: what each adapter adds to posix_spawn + waitpid of the same jobs.
+const floorColumns = ['ours', GROUPED, BASELINE].filter((a) => opts.adapters.includes(a) || a === GROUPED);
+const floorRows = opts.scenarios
+  .filter((scenario) => stats[scenario][FLOOR]?.ms != null)
+  .map((scenario) => {
+    const { jobs } = SCENARIOS[scenario];
+    const floor = stats[scenario][FLOOR].ms;
+    const above = (adapter) => {
+      const ms = stats[scenario][adapter]?.ms;
+      return ms == null ? '-' : `${((ms - floor) / jobs).toFixed(3)} ms (${ratio(ms / floor)})`;
+    };
+    return [scenario, `${(floor / jobs).toFixed(3)} ms`, ...floorColumns.map(above)];
+  });
+if (floorRows.length) {
+  console.log('\n## serial spawning: cost per job above the floor (posix_spawn + waitpid in a loop; × floor)\n');
+  console.log(table(['scenario', 'floor per job', ...floorColumns], floorRows));
 }
 
 console.log(`\n## goals (medians; baseline is ${BASELINE}, the adapter ours replaces)\n`);

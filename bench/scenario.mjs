@@ -11,7 +11,8 @@
 // of a 5 ms interval (or between the last tick and the end), so at least 5 ms. It is how long
 // the loop could not run anything else (timers, I/O, other jobs' callbacks).
 
-import { createAdapter } from './adapters.mjs';
+import { spawnSync } from 'node:child_process';
+import { FLOOR, FLOOR_PROGRAM, createAdapter } from './adapters.mjs';
 import { SCENARIOS, TRUE, describe } from './scenarios.mjs';
 
 const [adapterName, scenarioName] = process.argv.slice(2);
@@ -24,9 +25,21 @@ function report(line) {
   process.stdout.write(JSON.stringify(line) + '\n', () => process.exit(line.ok ? 0 : 1));
 }
 
-try {
-  const scenario = SCENARIOS[scenarioName];
-  if (!scenario) throw new Error(`unknown scenario "${scenarioName}"`);
+/**
+ * The floor of a serial scenario: its jobs run by spawn_floor, beside whatever the scenario
+ * sets up (the busy process); the time is the program's own loop, without its start.
+ */
+async function measureFloor(scenario) {
+  if (!scenario.serial) throw new Error(`scenario "${scenarioName}" has no floor (not serial)`);
+  await scenario.setup?.();
+  const run = spawnSync(FLOOR_PROGRAM, [String(scenario.jobs), TRUE], { encoding: 'utf8' });
+  await scenario.teardown?.();
+  if (run.status !== 0) throw new Error(`${FLOOR_PROGRAM} failed (${run.error?.message ?? run.status}): ${run.stderr}`);
+  const { ms, jobs } = JSON.parse(run.stdout);
+  report({ ms, maxRssKb: null, runMaxRssKb: null, ok: jobs === scenario.jobs, detail: `${jobs} jobs`, gapMs: null });
+}
+
+async function measureAdapter(scenario) {
   const adapter = await createAdapter(adapterName);
 
   // Untimed: scenario preparation, then one small job so that lazy
@@ -67,6 +80,12 @@ try {
     detail: verdict.detail,
     gapMs,
   });
+}
+
+try {
+  const scenario = SCENARIOS[scenarioName];
+  if (!scenario) throw new Error(`unknown scenario "${scenarioName}"`);
+  await (adapterName === FLOOR ? measureFloor(scenario) : measureAdapter(scenario));
 } catch (error) {
   report({
     ms: null,

@@ -1,6 +1,9 @@
 // Workloads of the benchmark. Each scenario has:
 //   jobs                    (spawn scenarios) how many jobs run() starts: the bench then also
 //                           measures ours without its supervisors and prints their cost per job,
+//   serial                  the jobs run one at a time: the bench also measures the floor (the
+//                           same jobs by posix_spawn + waitpid in a loop) and prints the cost
+//                           per job above it,
 //   setup()                 untimed preparation (e.g. the 2 GiB parent heap, input files),
 //   run(adapter)            the timed part; returns whatever check() needs,
 //   teardown()              untimed, right after run() (e.g. stop a busy process),
@@ -209,6 +212,7 @@ export const SCENARIOS = {
   'spawn-serial': {
     description: '200 × true, one at a time',
     jobs: 200,
+    serial: true,
     run: spawnMany(200, 1),
     check: checkSpawnMany(200),
   },
@@ -387,6 +391,7 @@ export const SCENARIOS = {
   'spawn-serial-busy': {
     description: '200 × true, one at a time, while a CPU-bound process runs beside them',
     jobs: 200,
+    serial: true,
     setup() {
       // One busy process for the machine's contention (started and stopped here; the
       // measurement process kills it at exit in any case).
