@@ -3,19 +3,18 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { implementation, killAll, marker, processesWith, sleep } from './helpers.mjs'
+import { implementation, killAll, marker, processesWith, scratchDir, sleep } from './helpers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const LOCAL_WORKER = join(root, 'local-worker')
 // The command is the native supervisor whichever implementation the addon runs: one run is enough.
 const skip = implementation === 'js' ? 'the local-worker command is the native executable: tested in the native run' : false
 
-const scratch = () => mkdtempSync(join(tmpdir(), 'lw-cli-'))
+const scratch = () => scratchDir('lw-cli-')
 const run = (args, options = {}) => spawnSync(LOCAL_WORKER, ['run', ...args], { encoding: 'utf8', timeout: 30_000, ...options })
 
 test('exits with the job’s status: 0, 7, 128 + n for a signal, 124 for a timeout', { skip }, () => {

@@ -1,11 +1,10 @@
 // The core semantics of execute(): arguments, environment, exit codes, errors, output.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync, chmodSync, realpathSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync, chmodSync, realpathSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { LocalWorkerAdapter, rejection } from './helpers.mjs'
+import { LocalWorkerAdapter, rejection, scratchDir } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 
@@ -31,7 +30,7 @@ test('env is laid over the inherited environment', async () => {
 })
 
 test("a job's PATH is used to find its command", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'lw-path-'))
+  const dir = scratchDir('lw-path-')
   writeFileSync(join(dir, 'lw-only-here'), '#!/bin/sh\necho found me\n')
   chmodSync(join(dir, 'lw-only-here'), 0o755)
   const result = await adapter.execute({ command: 'lw-only-here', env: { PATH: `${dir}:/usr/bin:/bin` } })
@@ -39,7 +38,7 @@ test("a job's PATH is used to find its command", async () => {
 })
 
 test('cwd is honoured', async () => {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'lw-cwd-')))
+  const dir = realpathSync(scratchDir('lw-cwd-'))
   const result = await adapter.execute({ command: 'pwd', cwd: dir })
   assert.equal(result.stdout, `${dir}\n`)
 })
@@ -82,7 +81,7 @@ test('command not found rejects with ENOENT naming the command', async () => {
 })
 
 test('a file that is not executable rejects with EACCES', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'lw-eacces-'))
+  const dir = scratchDir('lw-eacces-')
   const file = join(dir, 'not-executable.sh')
   writeFileSync(file, 'echo hi\n')
   chmodSync(file, 0o644)

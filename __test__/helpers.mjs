@@ -1,7 +1,9 @@
 // Shared helpers for the node:test suites: real processes only.
 import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
@@ -47,6 +49,13 @@ export function marker(name) {
 /** A shell snippet that starts a grandchild looping forever, carrying `mark` in its argv. */
 export function loopingGrandchild(mark) {
   return `sh -c 'while :; do sleep 1; done' ${mark} &`
+}
+
+/** A new directory in the system's temporary one (`prefix` + random), removed when this process exits. */
+export function scratchDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return dir
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))

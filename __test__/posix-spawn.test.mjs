@@ -5,12 +5,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { nativeOnly } from './helpers.mjs'
+import { nativeOnly, scratchDir } from './helpers.mjs'
 
 const strace = spawnSync('strace', ['-V'])
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -44,7 +43,7 @@ function creations(log) {
 }
 
 test('Node starts one fork server with CLONE_VM|CLONE_VFORK; jobs are posix_spawned by their supervisors', { skip }, () => {
-  const log = join(mkdtempSync(join(tmpdir(), 'lw-strace-')), 'trace')
+  const log = join(scratchDir('lw-strace-'), 'trace')
   const script = `
     const { LocalWorkerAdapter } = require(${JSON.stringify(root)})
     const a = new LocalWorkerAdapter()

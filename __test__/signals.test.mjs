@@ -4,12 +4,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { implementation, killAll, marker, processesWith, sleep } from './helpers.mjs'
+import { implementation, killAll, marker, processesWith, scratchDir, sleep } from './helpers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -65,7 +64,7 @@ test('two copies of the addon in one process: Node dies of SIGTERM and both copi
   const marks = [marker('copy-a'), marker('copy-b')]
   t.after(() => marks.forEach(killAll))
   const binary = readdirSync(root).find((f) => /^local-worker\..*\.node$/.test(f) && f.includes(process.arch))
-  const second = join(mkdtempSync(join(tmpdir(), 'lw-copy-')), 'second.node')
+  const second = join(scratchDir('lw-copy-'), 'second.node')
   copyFileSync(join(root, binary), second)
   const code = `
     const a = require(${JSON.stringify(root)})

@@ -4,12 +4,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, realpathSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { LocalWorkerAdapter, rejection } from './helpers.mjs'
+import { LocalWorkerAdapter, rejection, scratchDir } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -57,7 +56,7 @@ test('the environment is the one at the time of the call, not at spawn', async (
 })
 
 test('a relative cwd is taken against the working directory at the time of the call', async (t) => {
-  const base = realpathSync(mkdtempSync(join(tmpdir(), 'lw-relcwd-')))
+  const base = realpathSync(scratchDir('lw-relcwd-'))
   mkdirSync(join(base, 'a', 'sub'), { recursive: true })
   mkdirSync(join(base, 'b', 'sub'), { recursive: true })
   const before = process.cwd()
@@ -89,7 +88,7 @@ test("children start with every signal at its default and an empty mask, whateve
 })
 
 test('a file-size limit kills with SIGXFSZ, as it would under a shell', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'lw-xfsz-'))
+  const dir = scratchDir('lw-xfsz-')
   const result = await adapter.execute({
     command: 'sh',
     args: ['-c', `ulimit -f 1; exec head -c 100000 /dev/zero > ${join(dir, 'f')}`],
@@ -99,7 +98,7 @@ test('a file-size limit kills with SIGXFSZ, as it would under a shell', async ()
 })
 
 test('an executable without a #! line runs through /bin/sh, as execvp does', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'lw-noshebang-'))
+  const dir = scratchDir('lw-noshebang-')
   const script = join(dir, 'no-shebang')
   writeFileSync(script, 'echo "no shebang: $1 $2"\n')
   chmodSync(script, 0o755)
@@ -131,7 +130,7 @@ test('under a terminal, a job that touches /dev/tty is not stopped by SIGTTOU', 
     new LocalWorkerAdapter().execute({ command: 'sh', args: ['-c', 'stty -echo < /dev/tty; echo "stty exited $?"'], timeout: 5000, killGracePeriod: 100 })
       .then((r) => console.log('RESULT', JSON.stringify({ stdout: r.stdout, timedOut: r.timedOut })), (e) => console.log('RESULT', JSON.stringify({ timedOut: e.timedOut, code: e.code })))
   `
-  const file = join(mkdtempSync(join(tmpdir(), 'lw-pty-')), 'job.cjs')
+  const file = join(scratchDir('lw-pty-'), 'job.cjs')
   writeFileSync(file, code)
   const started = performance.now()
   const run = spawnSync('script', ['-qec', `${process.execPath} ${file}`, '/dev/null'], {

@@ -1,12 +1,11 @@
 // Timeouts, aborts and failing callbacks: the whole process group goes, partial output stays.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { getEventListeners } from 'node:events'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, processesWith, rejection, sleep } from './helpers.mjs'
+import { killAll, LocalWorkerAdapter, loopingGrandchild, marker, processesWith, rejection, scratchDir, sleep } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 
@@ -58,7 +57,7 @@ test('timeout 0 or absent means no limit', async () => {
 })
 
 test('an already aborted signal rejects at once and never starts the command', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'lw-abort-'))
+  const dir = scratchDir('lw-abort-')
   const witness = join(dir, 'started')
   const reason = new Error('user cancelled')
   const error = await rejection(adapter.execute({ command: 'touch', args: [witness], signal: AbortSignal.abort(reason) }))

@@ -4,6 +4,7 @@
 //   npm run bench:cli                 # 5 rounds of 200 jobs each way
 //   node bench/cli.mjs --rounds 3 --jobs 100 [--command /usr/bin/true]
 import { spawnSync } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -18,10 +19,12 @@ const rounds = Number(option('--rounds', 5))
 const jobs = Number(option('--jobs', 200))
 const command = option('--command', '/usr/bin/true')
 
+const resultFile = join(os.tmpdir(), `lw-bench-cli-${process.pid}.json`)
+process.on('exit', () => rmSync(resultFile, { force: true }))
 const ways = {
   direct: [command, []],
   'local-worker run': [LOCAL_WORKER, ['run', '--', command]],
-  'local-worker run --result': [LOCAL_WORKER, ['run', '--result', join(os.tmpdir(), `lw-bench-cli-${process.pid}.json`), '--', command]],
+  'local-worker run --result': [LOCAL_WORKER, ['run', '--result', resultFile, '--', command]],
 }
 
 function measure([file, args]) {

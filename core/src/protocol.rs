@@ -291,6 +291,11 @@ impl Frames {
         message.map(Some)
     }
 
+    /// Forgets what is held, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
     /// Whether bytes of an unfinished frame are held.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()

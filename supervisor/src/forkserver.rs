@@ -226,7 +226,7 @@ impl Pool {
 /// left nothing behind and the pool wants it. End of stream (the host is gone),
 /// or a signal that ends processes while it waits, ends it.
 fn member(socket: OwnedFd, took: OwnedFd, pool: Pool) -> ! {
-    let Ok(ready) = supervise::Ready::new() else {
+    let Ok(mut ready) = supervise::Ready::new() else {
         supervise::exit(1)
     };
     let mut buf = [0u8; 16];

@@ -39,6 +39,9 @@ pub struct Ready {
     /// What a job's main process must not inherit ignored (read now, not on the
     /// job's path).
     ignored: IgnoredSignals,
+    /// The control socket's bytes, in a buffer kept from job to job (a fresh one
+    /// per job cost an mmap and an munmap: musl gives freed memory back at once).
+    frames: Frames,
 }
 
 impl Ready {
@@ -51,15 +54,20 @@ impl Ready {
         Ok(Ready {
             signal_fd,
             ignored: IgnoredSignals::of_this_process(),
+            frames: Frames::default(),
         })
     }
 
     /// Runs one job to its end. Returns whether this process may take another: the
     /// job ended with no process of it left, and nothing of ours failed.
-    pub fn run(&self, fds: JobFds) -> bool {
+    pub fn run(&mut self, fds: JobFds) -> bool {
         // SAFETY: plain prctl on this process.
         unsafe { libc::prctl(libc::PR_SET_NAME, c"lw-supervisor".as_ptr()) };
-        let again = matches!(supervise(fds, &self.signal_fd, &self.ignored), Ok(true));
+        self.frames.clear();
+        let again = matches!(
+            supervise(fds, &self.signal_fd, &self.ignored, &mut self.frames),
+            Ok(true)
+        );
         // What the job's children left queued there is no news for the next one.
         signals::read(self.signal_fd.as_fd());
         again
@@ -89,7 +97,12 @@ fn touch_stack() {
 
 /// Runs the job; `Ok(true)` when it ended with no process of it left and nobody
 /// signalled this supervisor to end.
-fn supervise(fds: JobFds, signal_fd: &OwnedFd, ignored: &IgnoredSignals) -> io::Result<bool> {
+fn supervise(
+    fds: JobFds,
+    signal_fd: &OwnedFd,
+    ignored: &IgnoredSignals,
+    frames: &mut Frames,
+) -> io::Result<bool> {
     let JobFds {
         control,
         stdout,
@@ -107,8 +120,7 @@ fn supervise(fds: JobFds, signal_fd: &OwnedFd, ignored: &IgnoredSignals) -> io::
     };
     // Blocking: the host sets O_NONBLOCK on its own end only (each end of a socket
     // pair is a description of its own).
-    let mut frames = Frames::default();
-    let Some(ToSupervisor::Launch(launch)) = receive(control.as_fd(), &mut frames)? else {
+    let Some(ToSupervisor::Launch(launch)) = receive(control.as_fd(), frames)? else {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "no launch"));
     };
     // The job starts where the host was when it asked (its `cwd` is absolute).
@@ -209,13 +221,13 @@ fn event_loop(
     launch: &Launch,
     outbox: &mut Outbox,
     signal_fd: &OwnedFd,
-    mut frames: Frames,
+    frames: &mut Frames,
 ) -> io::Result<bool> {
     let control = outbox.control;
     // What came with the launch (a Terminate sent before we ran) is acted on first.
     // Reading stops at end of stream; writing goes on, in case the host only shut
     // down its side (it lets go of the job, but still listens).
-    let mut listening = act_on(&mut frames, supervision, launch);
+    let mut listening = act_on(frames, supervision, launch);
     // A supervisor sent a terminating signal ends after its job, whatever is left.
     let mut told_to_end = false;
     loop {
@@ -249,8 +261,8 @@ fn event_loop(
             outbox.push(&FromSupervisor::Exited { wait_status });
         }
         if ready[1] {
-            listening = match read_more(control, &mut frames) {
-                Ok(n) if n > 0 => act_on(&mut frames, supervision, launch),
+            listening = match read_more(control, frames) {
+                Ok(n) if n > 0 => act_on(frames, supervision, launch),
                 // The host is gone, or lets go of the job: end it by ourselves.
                 _ => {
                     supervision.terminate(launch.grace);
