@@ -72,6 +72,7 @@ cargo_skip 'lean_spawn::tests::exec_errors_come_back' 'fails (b): the lean vfork
 cargo_skip 'lean_spawn::tests::the_child_gets_a_clean_start' 'fails often (d)'
 cargo_skip 'common::scenarios::leader_gets_default_signal_actions_and_an_empty_mask' 'flaky (d): about 1 run in 20'
 cargo_skip 'common::scenarios::leftovers_in_the_group_are_terminated_when_the_leader_exits' 'fails (f) in the supervisor'"'"'s run (the leftover is not adopted); the same name skips the process-group run'
+cargo_skip 'a_supervisor_whose_job_left_a_process_running_does_not_serve_again' 'fails (f): the leftover is not adopted, so its supervisor cannot see it and serves again'
 for name in escaped_daemons_die_with_the_job_that_started_them a_daemon_ignoring_sigterm_is_killed_after_the_grace_period \
   timeouts_and_aborts_end_escaped_daemons_too ending_one_job_leaves_another_jobs_daemons_alone the_cpu_time_of_an_orphan_counts \
   an_owner_going_away_ends_its_jobs_gracefully hundreds_of_jobs_with_daemons_timed_out_together_settle_promptly; do
