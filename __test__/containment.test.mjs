@@ -5,9 +5,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { LocalWorkerAdapter, killAll, marker, nativeOnly, processesWith, rejection, runExitFixture, sleep } from './helpers.mjs'
+import { LocalWorkerAdapter, killAll, marker, nativeOnly, processesWith, rejection, runExitFixture, scratchDir, sleep } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 const skip = nativeOnly('a supervisor per job (the JS implementation contains jobs by process group)')
@@ -25,11 +27,36 @@ const daemons = (mark) => [
 ].join(' ')
 const DAEMONS = 6
 
-/** Waits until `count` processes carry `mark` (they start in the background). */
+/** The command line of `pid`, or null if it is gone. */
+function cmdlineOf(pid) {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'latin1') } catch { return null }
+}
+
+/** The parent of `pid`, or 0 if it is gone. */
+function parentOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  } catch { return 0 }
+}
+
+/**
+ * The daemons carrying `mark`: a shell's fork that has not exec'd yet (the loop's `sleep 1`, a
+ * nested `setsid`) carries its parent's command line for a moment, and is not one.
+ */
+function daemonsWith(mark) {
+  return processesWith(mark).filter((pid) => {
+    // Read again: the fork may have exec'd (`sleep 1`) since processesWith looked.
+    const own = cmdlineOf(pid)
+    return own !== null && own.includes(mark) && cmdlineOf(parentOf(pid)) !== own
+  })
+}
+
+/** Waits until `count` daemons carry `mark` (they start in the background). */
 async function until(mark, count) {
   const deadline = performance.now() + 5000
-  while (processesWith(mark).length < count && performance.now() < deadline) await sleep(10)
-  return processesWith(mark).length
+  while (daemonsWith(mark).length < count && performance.now() < deadline) await sleep(10)
+  return daemonsWith(mark).length
 }
 
 /** Waits (up to 3 s) for every process carrying `mark` to be gone; returns what is left. */
@@ -39,16 +66,35 @@ async function goneSoon(mark) {
   return processesWith(mark)
 }
 
+/** Waits until one daemon carrying `mark` ignores SIGTERM (its `trap '' TERM` has run). */
+async function untilOneIgnoresSigterm(mark) {
+  const deadline = performance.now() + 5000
+  const ignoresSigterm = (pid) => {
+    try {
+      const ignored = /^SigIgn:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))
+      return ignored !== null && (BigInt(`0x${ignored[1]}`) & (1n << 14n)) !== 0n
+    } catch { return false }
+  }
+  while (!daemonsWith(mark).some(ignoresSigterm) && performance.now() < deadline) await sleep(10)
+  return daemonsWith(mark).some(ignoresSigterm)
+}
+
 test('daemons of a job that exits are gone when its promise settles, the stubborn one after the grace period', { skip }, async (t) => {
   const mark = marker('settled-daemons')
   t.after(() => killAll(mark))
-  const started = performance.now()
-  const result = await adapter.execute({
+  // The job exits by itself once every daemon runs, the stubborn one with its trap set.
+  const go = join(scratchDir('lw-settled-daemons-'), 'go')
+  const running = adapter.execute({
     command: 'sh',
-    args: ['-c', `${daemons(mark)} while [ $(grep -l ${split(mark)} /proc/[0-9]*/cmdline 2>/dev/null | wc -l) -lt ${DAEMONS} ]; do sleep 0.02; done; echo up`],
+    args: ['-c', `${daemons(mark)} while [ ! -e ${go} ]; do sleep 0.02; done; echo up`],
     killGracePeriod: 400,
   })
-  const elapsed = performance.now() - started
+  assert.equal(await until(mark, DAEMONS), DAEMONS)
+  assert.ok(await untilOneIgnoresSigterm(mark), 'the stubborn daemon has its trap set')
+  const released = performance.now()
+  writeFileSync(go, '')
+  const result = await running
+  const elapsed = performance.now() - released
   assert.equal(result.stdout, 'up\n')
   assert.equal(result.exitCode, 0)
   assert.ok(elapsed >= 400, `${elapsed}: the daemon ignoring SIGTERM gets the grace period`)
@@ -108,7 +154,7 @@ test("ending one job leaves another job's daemons alone", { skip }, async (t) =>
   }))
   assert.equal(error.code, 'ETIMEDOUT')
   assert.deepEqual(processesWith(ended), [])
-  assert.equal(processesWith(kept).length, DAEMONS, "the other job's daemons are untouched")
+  assert.equal(daemonsWith(kept).length, DAEMONS, "the other job's daemons are untouched")
   controller.abort()
   await other
   assert.deepEqual(processesWith(kept), [])
