@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { LocalWorkerAdapter, killAll, marker, nativeOnly, processesWith, rejection, runExitFixture, scratchDir, sleep } from './helpers.mjs'
+import { LocalWorkerAdapter, killAll, marker, nativeOnly, processesWith, rejection, runExitFixture, runningWith, scratchDir, sleep } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 const skip = nativeOnly('a supervisor per job (the JS implementation contains jobs by process group)')
@@ -27,36 +27,11 @@ const daemons = (mark) => [
 ].join(' ')
 const DAEMONS = 6
 
-/** The command line of `pid`, or null if it is gone. */
-function cmdlineOf(pid) {
-  try { return readFileSync(`/proc/${pid}/cmdline`, 'latin1') } catch { return null }
-}
-
-/** The parent of `pid`, or 0 if it is gone. */
-function parentOf(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-  } catch { return 0 }
-}
-
-/**
- * The daemons carrying `mark`: a shell's fork that has not exec'd yet (the loop's `sleep 1`, a
- * nested `setsid`) carries its parent's command line for a moment, and is not one.
- */
-function daemonsWith(mark) {
-  return processesWith(mark).filter((pid) => {
-    // Read again: the fork may have exec'd (`sleep 1`) since processesWith looked.
-    const own = cmdlineOf(pid)
-    return own !== null && own.includes(mark) && cmdlineOf(parentOf(pid)) !== own
-  })
-}
-
 /** Waits until `count` daemons carry `mark` (they start in the background). */
 async function until(mark, count) {
   const deadline = performance.now() + 5000
-  while (daemonsWith(mark).length < count && performance.now() < deadline) await sleep(10)
-  return daemonsWith(mark).length
+  while (runningWith(mark).length < count && performance.now() < deadline) await sleep(10)
+  return runningWith(mark).length
 }
 
 /** Waits (up to 3 s) for every process carrying `mark` to be gone; returns what is left. */
@@ -75,8 +50,8 @@ async function untilOneIgnoresSigterm(mark) {
       return ignored !== null && (BigInt(`0x${ignored[1]}`) & (1n << 14n)) !== 0n
     } catch { return false }
   }
-  while (!daemonsWith(mark).some(ignoresSigterm) && performance.now() < deadline) await sleep(10)
-  return daemonsWith(mark).some(ignoresSigterm)
+  while (!runningWith(mark).some(ignoresSigterm) && performance.now() < deadline) await sleep(10)
+  return runningWith(mark).some(ignoresSigterm)
 }
 
 test('daemons of a job that exits are gone when its promise settles, the stubborn one after the grace period', { skip }, async (t) => {
@@ -154,7 +129,7 @@ test("ending one job leaves another job's daemons alone", { skip }, async (t) =>
   }))
   assert.equal(error.code, 'ETIMEDOUT')
   assert.deepEqual(processesWith(ended), [])
-  assert.equal(daemonsWith(kept).length, DAEMONS, "the other job's daemons are untouched")
+  assert.equal(runningWith(kept).length, DAEMONS, "the other job's daemons are untouched")
   controller.abort()
   await other
   assert.deepEqual(processesWith(kept), [])

@@ -34,6 +34,31 @@ export function processesWith(marker) {
   return found
 }
 
+/** The command line of `pid`, or null if it is gone. */
+function cmdlineOf(pid) {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'latin1') } catch { return null }
+}
+
+/** The parent of `pid`, or 0 if it is gone. */
+function parentOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  } catch { return 0 }
+}
+
+/**
+ * The processes carrying `marker`, less a shell's fork that has not exec'd yet (a loop's
+ * `sleep 1`, a background `setsid`): it carries its parent's command line for a moment.
+ */
+export function runningWith(marker) {
+  return processesWith(marker).filter((pid) => {
+    // Read again: the fork may have exec'd (`sleep 1`) since processesWith looked.
+    const own = cmdlineOf(pid)
+    return own !== null && own.includes(marker) && cmdlineOf(parentOf(pid)) !== own
+  })
+}
+
 /** Kills whatever `processesWith(marker)` finds, so a failing test leaves nothing behind. */
 export function killAll(marker) {
   for (const pid of processesWith(marker)) {

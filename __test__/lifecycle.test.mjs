@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, nativeOnly, processesWith, runExitFixture, sleep } from './helpers.mjs'
+import { LocalWorkerAdapter, killAll, loopingGrandchild, marker, nativeOnly, processesWith, runExitFixture, runningWith, sleep } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 
@@ -36,7 +36,7 @@ test('killLeftovers: false leaves the group alone and settles at exit plus the d
   const elapsed = performance.now() - started
   assert.equal(result.stdout, 'done\n')
   assert.ok(elapsed >= 100 && elapsed < 2000, `${elapsed}`)
-  assert.equal(processesWith(mark).length, 1, 'the grandchild still runs')
+  assert.equal(runningWith(mark).length, 1, 'the grandchild still runs')
 })
 
 /** Runs the fixture in `mode`; `act` may signal it once the job has started. */
