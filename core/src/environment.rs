@@ -12,10 +12,12 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use crate::posix_spawn::CStringArray;
 
-/// The complete environment a job starts with, in a stable order.
+/// The complete environment a job starts with, in a stable order, as the
+/// `KEY=VALUE` entries `execve` takes (built once per job: one allocation a
+/// variable, nothing copied twice).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
-    vars: Vec<(OsString, OsString)>,
+    entries: Vec<Vec<u8>>,
 }
 
 impl Environment {
@@ -28,74 +30,93 @@ impl Environment {
         base: Option<&[(OsString, OsString)]>,
         overlay: &[(String, Option<String>)],
     ) -> Environment {
-        let mut slots: Vec<Option<(OsString, OsString)>> = Vec::new();
-        let mut index: HashMap<OsString, usize> = HashMap::new();
-        let mut put = |key: OsString, value: Option<OsString>, replace: bool| match index.get(&key)
-        {
-            Some(&at) if replace => slots[at] = value.map(|v| (key, v)),
-            Some(_) => {}
+        let read_now: Vec<(OsString, OsString)>;
+        let base = match base {
+            Some(base) => base,
             None => {
-                if let Some(value) = value {
-                    index.insert(key.clone(), slots.len());
-                    slots.push(Some((key, value)));
-                }
+                read_now = std::env::vars_os().collect();
+                &read_now
             }
         };
-        match base {
-            Some(base) => {
-                for (key, value) in base {
-                    put(key.clone(), Some(value.clone()), false);
-                }
-            }
-            None => {
-                for (key, value) in std::env::vars_os() {
-                    put(key, Some(value), false);
-                }
-            }
+        let mut slots: Vec<Option<Vec<u8>>> = Vec::with_capacity(base.len() + overlay.len());
+        // Keys borrowed from `base` and `overlay`: where each key's entry is.
+        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(slots.capacity());
+        for (key, value) in base {
+            put(
+                &mut slots,
+                &mut index,
+                key.as_bytes(),
+                Some(value.as_bytes()),
+                false,
+            );
         }
         for (key, value) in overlay {
-            put(key.into(), value.as_ref().map(Into::into), true);
+            let value = value.as_ref().map(String::as_bytes);
+            put(&mut slots, &mut index, key.as_bytes(), value, true);
         }
         Environment {
-            vars: slots.into_iter().flatten().collect(),
+            entries: slots.into_iter().flatten().collect(),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&OsStr> {
-        self.vars
+        let key = key.as_bytes();
+        self.entries
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_os_str())
-    }
-
-    pub fn vars(&self) -> &[(OsString, OsString)] {
-        &self.vars
+            .find(|entry| entry.starts_with(key) && entry.get(key.len()) == Some(&b'='))
+            .map(|entry| OsStr::from_bytes(&entry[key.len() + 1..]))
     }
 
     /// `KEY=VALUE` strings for `posix_spawn`. Fails only for a NUL byte, which
     /// `JobSpec::validate` rejects beforehand.
     pub fn to_envp(&self) -> Result<CStringArray, NulError> {
-        CStringArray::new(self.to_entries())
+        CStringArray::new(self.entries.clone())
     }
 
-    /// `KEY=VALUE` entries, as bytes.
-    pub fn to_entries(&self) -> Vec<Vec<u8>> {
-        self.vars
-            .iter()
-            .map(|(key, value)| {
-                let mut entry = Vec::with_capacity(key.len() + 1 + value.len());
-                entry.extend_from_slice(key.as_bytes());
-                entry.push(b'=');
-                entry.extend_from_slice(value.as_bytes());
-                entry
-            })
-            .collect()
+    /// The `KEY=VALUE` entries, as bytes.
+    pub fn into_entries(self) -> Vec<Vec<u8>> {
+        self.entries
+    }
+}
+
+/// Sets `key` (or removes it, for `None`) unless it is there and `replace` is false.
+fn put<'k>(
+    slots: &mut Vec<Option<Vec<u8>>>,
+    index: &mut HashMap<&'k [u8], usize>,
+    key: &'k [u8],
+    value: Option<&[u8]>,
+    replace: bool,
+) {
+    let entry = |value: &[u8]| {
+        let mut entry = Vec::with_capacity(key.len() + 1 + value.len());
+        entry.extend_from_slice(key);
+        entry.push(b'=');
+        entry.extend_from_slice(value);
+        entry
+    };
+    match index.get(key) {
+        Some(&at) if replace => slots[at] = value.map(entry),
+        Some(_) => {}
+        None => {
+            if let Some(value) = value {
+                index.insert(key, slots.len());
+                slots.push(Some(entry(value)));
+            }
+        }
     }
 }
 
 impl From<Environment> for Vec<(OsString, OsString)> {
     fn from(env: Environment) -> Self {
-        env.vars
+        env.entries
+            .into_iter()
+            .map(|mut entry| {
+                let at = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
+                let value = entry.split_off((at + 1).min(entry.len()));
+                entry.truncate(at);
+                (OsString::from_vec(entry), OsString::from_vec(value))
+            })
+            .collect()
     }
 }
 

@@ -106,7 +106,7 @@ pub fn prepare(spec: &JobSpec) -> Result<Launch, SpawnError> {
             .chain(&spec.args)
             .map(|arg| arg.as_bytes().to_vec())
             .collect(),
-        envp: env.to_entries(),
+        envp: env.into_entries(),
         cwd: spec
             .cwd
             .as_ref()
@@ -420,7 +420,7 @@ mod tests {
         let env = Environment::new(spec.base_env.as_deref(), &spec.env);
         let launch = Launch {
             program: program.as_bytes().to_vec(),
-            envp: env.to_entries(),
+            envp: env.into_entries(),
             cwd: Some(dir.as_os_str().as_bytes().to_vec()),
             ..prepare(&JobSpec::new("true")).unwrap()
         };

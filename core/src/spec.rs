@@ -87,8 +87,8 @@ impl JobSpec {
             ));
         }
         no_nul("job.command", &self.command)?;
-        for (i, arg) in self.args.iter().enumerate() {
-            no_nul(&format!("job.args[{i}]"), arg)?;
+        if let Some(i) = self.args.iter().position(has_nul) {
+            return Err(SpecError::value(&format!("job.args[{i}]"), NUL_PROBLEM));
         }
         for (key, value) in &self.env {
             env_entry("job.env", key.as_ref(), value.as_ref().map(OsStr::new))?;
@@ -113,24 +113,31 @@ impl JobSpec {
 }
 
 /// A variable the OS can hold: `KEY=VALUE` with a non-empty key and no NUL byte.
+/// (Checked for every inherited variable of every job: the field's name is only
+/// formatted for an error.)
 fn env_entry(map: &str, key: &OsStr, value: Option<&OsStr>) -> Result<(), SpecError> {
-    let field = format!("{map}[{:?}]", key.to_string_lossy());
+    let field = || format!("{map}[{:?}]", key.to_string_lossy());
     if key.is_empty() {
         return Err(SpecError::value(map, "keys must be non-empty"));
     }
     if key.as_bytes().contains(&b'=') {
-        return Err(SpecError::value(&field, "key must not contain '='"));
+        return Err(SpecError::value(&field(), "key must not contain '='"));
     }
-    no_nul(&field, key)?;
-    if let Some(value) = value {
-        no_nul(&field, value)?;
+    if has_nul(key) || value.is_some_and(has_nul) {
+        return Err(SpecError::value(&field(), NUL_PROBLEM));
     }
     Ok(())
 }
 
+const NUL_PROBLEM: &str = "must not contain a NUL byte";
+
+fn has_nul(value: impl AsRef<OsStr>) -> bool {
+    value.as_ref().as_bytes().contains(&0)
+}
+
 fn no_nul(field: &str, value: impl AsRef<OsStr>) -> Result<(), SpecError> {
-    if value.as_ref().as_bytes().contains(&0) {
-        Err(SpecError::value(field, "must not contain a NUL byte"))
+    if has_nul(value) {
+        Err(SpecError::value(field, NUL_PROBLEM))
     } else {
         Ok(())
     }
