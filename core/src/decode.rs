@@ -205,31 +205,14 @@ fn decode_into<U: Unit>(
             w += run;
             continue;
         }
-        // Bounds of the second byte and number of continuation bytes, per lead byte.
-        let (lo, hi, more) = match b {
-            0xC2..=0xDF => (0x80, 0xBF, 1),
-            0xE0 => (0xA0, 0xBF, 2),
-            0xE1..=0xEC | 0xEE..=0xEF => (0x80, 0xBF, 2),
-            0xED => (0x80, 0x9F, 2),
-            0xF0 => (0x90, 0xBF, 3),
-            0xF1..=0xF3 => (0x80, 0xBF, 3),
-            0xF4 => (0x80, 0x8F, 3),
-            _ => replace!(1),
-        };
-        // How many bytes of the sequence are present and well-formed so far.
-        let mut good = 1;
-        let mut cp = (b as u32) & (0x3F >> more);
-        while good <= more {
-            let Some(&c) = input.get(i + good) else {
-                break;
-            };
-            let (min, max) = if good == 1 { (lo, hi) } else { (0x80, 0xBF) };
-            if c < min || c > max {
-                break;
-            }
-            cp = (cp << 6) | (c as u32 & 0x3F);
-            good += 1;
+        // Number of continuation bytes and bounds of the second byte, per lead byte.
+        let more = LEAD[b as usize] as usize;
+        if more == 0 {
+            replace!(1);
         }
+        let (lo, hi) = SECOND[b as usize];
+        // How many bytes of the sequence are present and well-formed so far.
+        let (good, cp) = well_formed(input, i, lo, hi, more);
         if good <= more {
             if i + good == n && !last {
                 // Incomplete at the end of this piece: wait for the rest.
@@ -257,6 +240,27 @@ fn decode_into<U: Unit>(
     // SAFETY: the first `w` spare units were written above.
     unsafe { out.set_len(base + w) };
     (i, stop)
+}
+
+/// How many bytes of the sequence that `input[at]` leads (`more` continuation bytes, the
+/// second within `lo..=hi`) are present and well-formed, from 1 to `more + 1`, and the
+/// code point they make so far.
+#[inline(always)]
+fn well_formed(input: &[u8], at: usize, lo: u8, hi: u8, more: usize) -> (usize, u32) {
+    let mut good = 1;
+    let mut cp = (input[at] as u32) & (0x3F >> more);
+    while good <= more {
+        let Some(&c) = input.get(at + good) else {
+            break;
+        };
+        let (min, max) = if good == 1 { (lo, hi) } else { (0x80, 0xBF) };
+        if c < min || c > max {
+            break;
+        }
+        cp = (cp << 6) | (c as u32 & 0x3F);
+        good += 1;
+    }
+    (good, cp)
 }
 
 /// What a byte is, when it starts a character: 0 for a byte that is a character (or a
@@ -398,19 +402,7 @@ fn decode_utf16(
             continue;
         }
         // The last bytes of the input: the general loop, which may hold a sequence back.
-        let mut good = 1;
-        let mut cp = (b as u32) & (0x3F >> more);
-        while good <= more {
-            let Some(&c) = input.get(i + good) else {
-                break;
-            };
-            let (min, max) = if good == 1 { (lo, hi) } else { (0x80, 0xBF) };
-            if c < min || c > max {
-                break;
-            }
-            cp = (cp << 6) | (c as u32 & 0x3F);
-            good += 1;
-        }
+        let (good, cp) = well_formed(input, i, lo, hi, more);
         if good <= more {
             if i + good == n && !last {
                 // Incomplete at the end of this piece: wait for the rest.
