@@ -390,7 +390,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::FromRawFd;
 
     struct NoListener;
     impl OutputListener for NoListener {
@@ -415,17 +414,10 @@ mod tests {
 
     /// A pipe holding `data`, its write end closed.
     fn filled_pipe(data: &[u8]) -> OwnedFd {
-        let mut fds = [0; 2];
-        // SAFETY: plain syscalls on descriptors we own.
-        unsafe {
-            assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
-            assert_eq!(
-                libc::write(fds[1], data.as_ptr().cast(), data.len()),
-                data.len() as isize
-            );
-            libc::close(fds[1]);
-            OwnedFd::from_raw_fd(fds[0])
-        }
+        use std::io::Write;
+        let (read_end, write_end) = crate::spawn::pipe().unwrap();
+        std::fs::File::from(write_end).write_all(data).unwrap();
+        read_end
     }
 
     fn text_mode(max_buffer: usize) -> CaptureMode {
@@ -493,20 +485,14 @@ mod tests {
         .await;
         assert_eq!(out.into_bytes(), Vec::<u8>::new());
         // A pipe holds 64 KiB: feed the rest from a writer thread.
-        let mut fds = [0; 2];
-        // SAFETY: plain syscall.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (read_end, write_end) = crate::spawn::pipe().unwrap();
         let writer = {
             let bytes = bytes.clone();
-            // SAFETY: we own the write end.
-            let fd = unsafe { OwnedFd::from_raw_fd(fds[1]) };
             std::thread::spawn(move || {
                 use std::io::Write;
-                std::fs::File::from(fd).write_all(&bytes).unwrap();
+                std::fs::File::from(write_end).write_all(&bytes).unwrap();
             })
         };
-        // SAFETY: we own the read end.
-        let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
         let out = capture(read_end, mode, Some(seen.clone()), drain, failures).await;
         writer.join().unwrap();
         assert_eq!(out.dropped, 299_000);
@@ -536,12 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_listener_fails_a_character_it_held_back_still_reaches_the_result() {
-        let mut fds = [0; 2];
-        // SAFETY: plain syscall.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: we own both ends.
-        let (read_end, write_end) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read_end, write_end) = crate::spawn::pipe().unwrap();
         let writer = std::thread::spawn(move || {
             use std::io::Write;
             let mut out = std::fs::File::from(write_end);

@@ -7,10 +7,8 @@
 //! on the JS thread; reading this process's environment is only the fallback.
 
 use std::collections::HashMap;
-use std::ffi::{NulError, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-
-use crate::posix_spawn::CStringArray;
 
 /// The complete environment a job starts with, in a stable order, as the
 /// `KEY=VALUE` entries `execve` takes (built once per job: one allocation a
@@ -67,12 +65,6 @@ impl Environment {
             .map(|entry| OsStr::from_bytes(&entry[key.len() + 1..]))
     }
 
-    /// `KEY=VALUE` strings for `posix_spawn`. Fails only for a NUL byte, which
-    /// `JobSpec::validate` rejects beforehand.
-    pub fn to_envp(&self) -> Result<CStringArray, NulError> {
-        CStringArray::new(self.entries.clone())
-    }
-
     /// The `KEY=VALUE` entries, as bytes.
     pub fn into_entries(self) -> Vec<Vec<u8>> {
         self.entries
@@ -103,20 +95,6 @@ fn put<'k>(
                 slots.push(Some(entry(value)));
             }
         }
-    }
-}
-
-impl From<Environment> for Vec<(OsString, OsString)> {
-    fn from(env: Environment) -> Self {
-        env.entries
-            .into_iter()
-            .map(|mut entry| {
-                let at = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
-                let value = entry.split_off((at + 1).min(entry.len()));
-                entry.truncate(at);
-                (OsString::from_vec(entry), OsString::from_vec(value))
-            })
-            .collect()
     }
 }
 
@@ -157,10 +135,7 @@ mod tests {
                 ("B", Some("back")),
             ]),
         );
-        assert_eq!(
-            Vec::from(env),
-            os_pairs([("A", "1"), ("B", "back"), ("C", "30")])
-        );
+        assert_eq!(env.into_entries(), [&b"A=1"[..], b"B=back", b"C=30"]);
     }
 
     #[test]
@@ -168,10 +143,7 @@ mod tests {
         let env = Environment::new(Some(&os_pairs([("K", "v=w")])), &[]);
         assert_eq!(env.get("K"), Some(OsStr::new("v=w")));
         assert_eq!(env.get("k"), None);
-        let envp = env.to_envp().unwrap();
-        // SAFETY: one entry then NULL.
-        let first = unsafe { std::ffi::CStr::from_ptr(*envp.as_ptr()) };
-        assert_eq!(first, c"K=v=w");
+        assert_eq!(env.into_entries(), [b"K=v=w"]);
     }
 
     #[test]

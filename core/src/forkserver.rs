@@ -133,29 +133,26 @@ impl ForkServer {
 
     /// Asks for a supervisor for one job: its control socket, the write ends of
     /// its stdout and stderr pipes, and the working directory to start from. Fails
-    /// once the server is gone (or has not taken requests for a long time).
+    /// once the server is gone (or has not taken requests for [`LAUNCH_TIMEOUT`]).
     pub fn launch(&self, fds: [BorrowedFd; 4]) -> io::Result<()> {
         let deadline = Instant::now() + LAUNCH_TIMEOUT;
-        loop {
-            if self.exited() {
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "it exited"));
-            }
-            match fd_passing::send_with_fds(self.socket.as_fd(), b"J", &fds, libc::MSG_DONTWAIT) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Its queue is full: it forks as fast as it can; wait for room.
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() || !wait_for(self.socket.as_fd(), libc::POLLOUT, left) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "it took no job request for 5 s",
-                        ));
-                    }
-                }
-                Err(e) => return Err(e),
+        while !self.try_launch(fds)? {
+            // Its queue is full: it forks as fast as it can; wait for room.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !wait_for(self.socket.as_fd(), libc::POLLOUT, left) {
+                return Err(took_no_request());
             }
         }
+        Ok(())
     }
+}
+
+/// The error of a server whose queue stayed full for [`LAUNCH_TIMEOUT`].
+pub fn took_no_request() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("it took no job request for {} s", LAUNCH_TIMEOUT.as_secs()),
+    )
 }
 
 impl Drop for ForkServer {

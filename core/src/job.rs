@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -121,15 +122,24 @@ pub fn launch_now(spec: &JobSpec) -> Result<Launching, SpawnError> {
             launched: None,
         });
     };
-    let launched = match supervised::launch(&server, spec) {
-        Ok(launched) => Some(launched),
-        Err(supervised::LaunchError::Spawn(error)) => return Err(error),
-        Err(supervised::LaunchError::Server(error)) => {
-            forkserver::lost(&server, &error);
-            None
-        }
-    };
+    let launched = hand_over(&server, spec)?;
     Ok(Launching { started, launched })
+}
+
+/// `spec` handed to `server`: `None` if the server failed (it is marked lost, and
+/// the job runs without a supervisor); the job's own spawn error as `Err`.
+fn hand_over(
+    server: &Arc<forkserver::ForkServer>,
+    spec: &JobSpec,
+) -> Result<Option<supervised::Launched>, SpawnError> {
+    match supervised::launch(server, spec) {
+        Ok(launched) => Ok(Some(launched)),
+        Err(supervised::LaunchError::Spawn(error)) => Err(error),
+        Err(supervised::LaunchError::Server(error)) => {
+            forkserver::lost(server, &error);
+            Ok(None)
+        }
+    }
 }
 
 /// Runs a job whose start may have begun ([`launch_now`]). Must be called within a
@@ -151,14 +161,7 @@ where
     let launched = match launched {
         Some(launched) => Some(launched),
         None => match forkserver::current() {
-            Some(server) => match supervised::launch(&server, &spec) {
-                Ok(launched) => Some(launched),
-                Err(supervised::LaunchError::Spawn(error)) => return Err(error),
-                Err(supervised::LaunchError::Server(error)) => {
-                    forkserver::lost(&server, &error);
-                    None
-                }
-            },
+            Some(server) => hand_over(&server, &spec)?,
             None => None,
         },
     };

@@ -118,12 +118,7 @@ impl Launched {
                 Ok(false) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_micros(500)).await;
                 }
-                Ok(false) => {
-                    return Err(LaunchError::Server(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "it took no job request for 5 s",
-                    )));
-                }
+                Ok(false) => return Err(LaunchError::Server(crate::forkserver::took_no_request())),
                 Err(e) => return Err(LaunchError::Server(e)),
             }
         }
