@@ -4,17 +4,15 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { LocalWorkerAdapter, nativeOnly, rejection } from './helpers.mjs'
+import { LocalWorkerAdapter, nativeOnly, rejection, scratchDir } from './helpers.mjs'
 
 const adapter = new LocalWorkerAdapter()
 const MiB = 1024 * 1024
-const dir = mkdtempSync(join(tmpdir(), 'lw-encoding-'))
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+const dir = scratchDir('lw-encoding-')
 
 /** A file holding `bytes`, for `cat`. */
 function file(name, bytes) {

@@ -376,13 +376,12 @@ for (const goal of GOALS) {
   if (!opts.scenarios.includes(goal.scenario)) continue;
   const o = stats[goal.scenario].ours;
   const c = stats[goal.scenario][BASELINE];
-  const needsBaseline = goal.needsBaseline !== false;
   let value = '-';
   let verdict;
   if (!o) verdict = 'SKIPPED (ours not measured)';
   else if (o.ok < o.total) verdict = `NOT MET (ours failed ${o.total - o.ok}/${o.total} correctness checks)`;
-  else if (needsBaseline && !c) verdict = `SKIPPED (${BASELINE} not measured)`;
-  else if (needsBaseline && c.ok === 0) verdict = `UNKNOWN (${BASELINE} failed every run)`;
+  else if (!c) verdict = `SKIPPED (${BASELINE} not measured)`;
+  else if (c.ok === 0) verdict = `UNKNOWN (${BASELINE} failed every run)`;
   else {
     const v = goal.value(o, c);
     value = goal.fmt(v, o, c);

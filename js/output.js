@@ -44,7 +44,7 @@ class TailBuffer {
   }
 
   push(chunk) {
-    if (this.max === 0 && this.context === 0) {
+    if (this.max === 0) {
       this.dropped += chunk.length
       return
     }

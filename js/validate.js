@@ -136,12 +136,8 @@ class Fields {
       throw inputError('range', this.path('maxBuffer'),
         `must be a whole number of bytes from 0 to ${MAX_BUFFER_LIMIT}, V8's longest string (got ${formatNumber(maxBuffer)})`)
     }
-    let encoding = this.get('encoding')
-    if (encoding === undefined) {
-      encoding = defaults.encoding
-    } else if (typeof encoding !== 'string') {
-      throw expected(this.path('encoding'), "'utf8' or 'buffer'", encoding)
-    } else if (!ENCODINGS.includes(encoding)) {
+    const encoding = this.typed('encoding', 'string', "'utf8' or 'buffer'") ?? defaults.encoding
+    if (!ENCODINGS.includes(encoding)) {
       throw inputError('value', this.path('encoding'), `must be 'utf8' or 'buffer' (got ${debugString(encoding)})`)
     }
     const killGracePeriod = this.millis('killGracePeriod') ?? defaults.killGracePeriod

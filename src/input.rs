@@ -353,25 +353,19 @@ impl<'env> Fields<'env> {
                 .into());
             }
         };
-        let encoding = match self.get("encoding")? {
+        let encoding = match self
+            .typed::<String>("encoding", ValueType::String, "'utf8' or 'buffer'")?
+            .as_deref()
+        {
             None => defaults.encoding,
-            Some((value, ValueType::String)) => match to_string(self.env, value)?.as_str() {
-                "utf8" => Encoding::Utf8,
-                "buffer" => Encoding::Buffer,
-                other => {
-                    return Err(SpecError::value(
-                        &self.path("encoding"),
-                        &format!("must be 'utf8' or 'buffer' (got {other:?})"),
-                    )
-                    .into());
-                }
-            },
-            Some((_, other)) => {
-                return Err(expected(
+            Some("utf8") => Encoding::Utf8,
+            Some("buffer") => Encoding::Buffer,
+            Some(other) => {
+                return Err(SpecError::value(
                     &self.path("encoding"),
-                    "'utf8' or 'buffer'",
-                    other,
-                ));
+                    &format!("must be 'utf8' or 'buffer' (got {other:?})"),
+                )
+                .into());
             }
         };
         Ok(AdapterDefaults {
