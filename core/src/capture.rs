@@ -366,8 +366,9 @@ fn read_now(
     }
 }
 
-/// One `read(2)` of at most `limit` bytes appended to `buf`.
-fn read_into(fd: i32, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+/// One `read(2)` of at most `limit` bytes appended to `buf` (no copy through a stack
+/// buffer).
+pub(crate) fn read_into(fd: i32, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
     buf.reserve(limit);
     let spare = &mut buf.spare_capacity_mut()[..limit];
     // SAFETY: reads at most `spare.len()` bytes into memory `buf` owns.

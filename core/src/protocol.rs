@@ -251,25 +251,11 @@ impl Frames {
     /// buffer, whose pages a fresh fork would have to fault in); 0 at end of stream.
     pub fn read_from(&mut self, fd: std::os::fd::BorrowedFd) -> std::io::Result<usize> {
         const READ: usize = 16 * 1024;
-        self.buf.reserve(READ);
-        let spare = self.buf.spare_capacity_mut();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
         loop {
-            // SAFETY: reads at most `spare.len()` bytes into memory the Vec owns.
-            let n = unsafe {
-                libc::read(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                )
-            };
-            if n >= 0 {
-                // SAFETY: the kernel initialized these `n` bytes.
-                unsafe { self.buf.set_len(self.buf.len() + n as usize) };
-                return Ok(n as usize);
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
+            match crate::capture::read_into(fd, &mut self.buf, READ) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                done => return done,
             }
         }
     }

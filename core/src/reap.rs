@@ -55,7 +55,7 @@ impl ExitStatus {
 }
 
 /// The kernel's accounting for a job. Under a supervisor: every process of the
-/// job (the supervisor reaps them all and reports its `RUSAGE_CHILDREN`). Under
+/// job (the supervisor reaps them all and adds up what `wait4` reports for each). Under
 /// process-group containment: the leader and every descendant it waited for
 /// (`wait4`); grandchildren that were orphaned or killed by group termination are
 /// not in it.
@@ -154,13 +154,28 @@ fn wait4(pid: i32) -> io::Result<(ExitStatus, ResourceUsage)> {
             return Err(err);
         }
     }
-    let exit = ExitStatus::from_wait_status(status);
-    let usage = ResourceUsage {
-        max_rss_kb: usage.ru_maxrss.max(0) as u64,
-        user_cpu: timeval(usage.ru_utime),
-        system_cpu: timeval(usage.ru_stime),
-    };
-    Ok((exit, usage))
+    Ok((
+        ExitStatus::from_wait_status(status),
+        ResourceUsage::of(&usage),
+    ))
+}
+
+impl ResourceUsage {
+    /// What `wait4` (or `getrusage`) reports.
+    pub fn of(usage: &libc::rusage) -> ResourceUsage {
+        ResourceUsage {
+            max_rss_kb: usage.ru_maxrss.max(0) as u64,
+            user_cpu: timeval(usage.ru_utime),
+            system_cpu: timeval(usage.ru_stime),
+        }
+    }
+
+    /// This and `other` as one: CPU times add up, the peak RSS is the larger one.
+    pub fn add(&mut self, other: ResourceUsage) {
+        self.max_rss_kb = self.max_rss_kb.max(other.max_rss_kb);
+        self.user_cpu += other.user_cpu;
+        self.system_cpu += other.system_cpu;
+    }
 }
 
 fn timeval(tv: libc::timeval) -> Duration {

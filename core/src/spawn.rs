@@ -39,6 +39,13 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
+    /// `command` could not be started, for the reason `errno` gives: an error shaped
+    /// like the host's own.
+    pub fn of_errno(command: &str, errno: i32) -> Self {
+        let what = io::Error::from_raw_os_error(errno).to_string();
+        SpawnError::new(errno, command, command, &what)
+    }
+
     fn new(errno: i32, command: &str, path: &str, what: &str) -> Self {
         let code = errno::name(errno);
         SpawnError {
@@ -254,7 +261,8 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((above_stdio(read)?, above_stdio(write)?))
 }
 
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+/// `fd`, or a close-on-exec copy of it above 2 if it is 0, 1 or 2.
+pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }

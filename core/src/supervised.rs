@@ -24,13 +24,13 @@ use tokio::time::Instant;
 use crate::capture::OutputListener;
 use crate::fd_passing::{self, socket_pair};
 use crate::forkserver::ForkServer;
+use crate::group;
 use crate::job::{Ending, JobReport, Listeners, Streams, UNKNOWN, deadline};
 use crate::protocol::{Frames, FromSupervisor, ToSupervisor};
 use crate::reap::ExitStatus;
 use crate::registry::{self, Handle, Owner};
 use crate::spawn::{self, SpawnError, pipe};
 use crate::spec::JobSpec;
-use crate::{errno, group};
 
 /// Why a job was not handed to a supervisor.
 #[derive(Debug)]
@@ -167,8 +167,9 @@ impl Launched {
             stderr,
             unsent: _,
         } = self;
-        let mut control = Control::new(control, outgoing)
-            .map_err(|e| spawn_failed(spec, e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let mut control = Control::new(control, outgoing).map_err(|e| {
+            SpawnError::of_errno(&spec.command, e.raw_os_error().unwrap_or(libc::EIO))
+        })?;
         let registration = registry::register(owner, Handle::Supervisor(control.shared()));
         let mut streams = Streams::start(stdout, stderr, spec.capture_mode(), listeners);
         let mut timeout = pin!(deadline(started, spec.timeout));
@@ -191,7 +192,7 @@ impl Launched {
                         supervisor = Some(s);
                     }
                     Ok(Some(FromSupervisor::SpawnFailed { errno })) => {
-                        return Err(spawn_failed(spec, errno));
+                        return Err(SpawnError::of_errno(&spec.command, errno));
                     }
                     Ok(Some(FromSupervisor::Exited { wait_status })) => {
                         status = Some(ExitStatus::from_wait_status(wait_status));
@@ -246,18 +247,6 @@ impl Launched {
             duration: started.elapsed(),
             ending,
         })
-    }
-}
-
-/// The main process could not be started: an error shaped like the host's own.
-fn spawn_failed(spec: &JobSpec, errno: i32) -> SpawnError {
-    let code = errno::name(errno);
-    let what = io::Error::from_raw_os_error(errno);
-    SpawnError {
-        code,
-        errno,
-        path: spec.command.clone(),
-        message: format!("spawn {} {code}: {what}", spec.command),
     }
 }
 
@@ -327,28 +316,13 @@ impl Control {
             let mut guard = self.fd.ready(interest).await?;
             let ready = guard.ready();
             if ready.is_readable() {
-                let mut buf = [0u8; 4096];
-                // SAFETY: reads into a local buffer of that length.
-                let n = unsafe {
-                    libc::read(
-                        guard.get_inner().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    )
-                };
-                match n {
-                    0 => return Ok(None),
-                    n if n > 0 => self.frames.push(&buf[..n as usize]),
-                    _ => {
-                        let e = io::Error::last_os_error();
-                        match e.kind() {
-                            io::ErrorKind::WouldBlock => {
-                                guard.clear_ready_matching(Ready::READABLE)
-                            }
-                            io::ErrorKind::Interrupted => {}
-                            _ => return Err(e),
-                        }
+                match self.frames.read_from(guard.get_inner().as_fd()) {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        guard.clear_ready_matching(Ready::READABLE)
                     }
+                    Err(e) => return Err(e),
                 }
             }
             if ready.is_writable() {
@@ -394,7 +368,7 @@ mod tests {
     #[test]
     fn a_spawn_failure_reads_like_the_hosts_own() {
         let spec = JobSpec::new("./script");
-        let error = spawn_failed(&spec, libc::ENOEXEC);
+        let error = SpawnError::of_errno(&spec.command, libc::ENOEXEC);
         assert_eq!(error.code, "ENOEXEC");
         assert!(
             error.message.starts_with("spawn ./script ENOEXEC: "),

@@ -151,13 +151,7 @@ impl Job {
         let main =
             spawn::start_lean(&launch, stdout.as_fd(), stderr.as_fd(), &ignored).map_err(|e| {
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                let code = errno::name(errno);
-                Failure::Spawn(spawn::SpawnError {
-                    code,
-                    errno,
-                    path: spec.command.clone(),
-                    message: format!("spawn {} {code}: {e}", spec.command),
-                })
+                Failure::Spawn(spawn::SpawnError::of_errno(&spec.command, errno))
             })?;
         drop((stdout, stderr));
         let leftovers = spec.kill_leftovers.then_some(spec.kill_grace);
@@ -275,14 +269,7 @@ fn inherited(fd: i32) -> io::Result<OwnedFd> {
         return Ok(unsafe { OwnedFd::from_raw_fd(copy) });
     }
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-    let null = OwnedFd::from(null);
-    // SAFETY: as above.
-    let copy = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-    if copy < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+    spawn::above_stdio(OwnedFd::from(null))
 }
 
 impl Captured {

@@ -11,16 +11,25 @@ pub const SUPERVISOR: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SI
 /// The signals that ask a supervisor (or a spare) to end.
 pub const ENDING: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
-/// Blocks `signals` (for the signalfd), or lets them through to their (default)
-/// action.
-pub fn hold(signals: &[libc::c_int], held: bool) {
-    // SAFETY: plain libc calls on a local set.
+/// `signals` as a signal set.
+fn set_of(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: plain libc calls on a local set, emptied before use.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for &signal in signals {
             libc::sigaddset(&mut set, signal);
         }
+        set
+    }
+}
+
+/// Blocks `signals` (for the signalfd), or lets them through to their (default)
+/// action.
+pub fn hold(signals: &[libc::c_int], held: bool) {
+    let set = set_of(signals);
+    // SAFETY: plain libc call on a local set.
+    unsafe {
         let how = if held {
             libc::SIG_BLOCK
         } else {
@@ -34,13 +43,9 @@ pub fn hold(signals: &[libc::c_int], held: bool) {
 /// blocked, then given its default action: a signal inherited as ignored would
 /// be discarded, not queued.
 pub fn take(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    let set = set_of(signals);
     // SAFETY: plain libc calls on a local set.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &signal in signals {
-            libc::sigaddset(&mut set, signal);
-        }
         if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -261,7 +261,7 @@ fn event_loop(
             outbox.push(&FromSupervisor::Exited { wait_status });
         }
         if ready[1] {
-            listening = match read_more(control, frames) {
+            listening = match frames.read_from(control) {
                 Ok(n) if n > 0 => act_on(frames, supervision, launch),
                 // The host is gone, or lets go of the job: end it by ourselves.
                 _ => {
@@ -298,15 +298,10 @@ fn receive(control: BorrowedFd, frames: &mut Frames) -> io::Result<Option<ToSupe
         {
             return Ok(Some(message));
         }
-        if read_more(control, frames)? == 0 {
+        if frames.read_from(control)? == 0 {
             return Ok(None);
         }
     }
-}
-
-/// One read from the control socket into `frames`; 0 at end of stream.
-fn read_more(control: BorrowedFd, frames: &mut Frames) -> io::Result<usize> {
-    frames.read_from(control)
 }
 
 /// Writes one message whole; fails (without SIGPIPE) once the host is gone.

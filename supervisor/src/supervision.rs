@@ -4,7 +4,7 @@
 //! not — is re-parented to it. So:
 //!
 //! * it reaps everything that dies in the job (no zombie outlives the job), and
-//!   `getrusage(RUSAGE_CHILDREN)` then covers every process of the job;
+//!   the sum of what `wait4` reports for each covers every process of the job;
 //! * having no child left means having no descendant left: the job is over;
 //! * terminating the job is signalling every descendant ([`descendants`]): SIGTERM
 //!   (with SIGCONT, so that a stopped process gets to act on it), the grace
@@ -84,7 +84,7 @@ impl Supervision {
             // SAFETY: plain syscall with valid pointers.
             let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut reaped) };
             if pid > 0 {
-                self.usage.add(&reaped);
+                self.usage.add(Usage::of(&reaped));
             }
             match pid {
                 0 => break true,
@@ -233,22 +233,5 @@ impl Supervision {
             Phase::Finished { complete } => Some(complete),
             _ => None,
         }
-    }
-}
-
-/// Adding up what `wait4` reports for each reaped child.
-trait Accumulate {
-    fn add(&mut self, reaped: &libc::rusage);
-}
-
-impl Accumulate for Usage {
-    fn add(&mut self, reaped: &libc::rusage) {
-        let time = |tv: libc::timeval| {
-            Duration::from_secs(tv.tv_sec.max(0) as u64)
-                + Duration::from_micros(tv.tv_usec.max(0) as u64)
-        };
-        self.max_rss_kb = self.max_rss_kb.max(reaped.ru_maxrss.max(0) as u64);
-        self.user_cpu += time(reaped.ru_utime);
-        self.system_cpu += time(reaped.ru_stime);
     }
 }
