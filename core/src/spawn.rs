@@ -1,6 +1,6 @@
 //! Starting the job's leader: `posix_spawn`, a session of its own, piped output.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString, NulError, OsStr};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -131,10 +131,7 @@ pub fn prepare(spec: &JobSpec) -> Result<Launch, SpawnError> {
 /// above 2), and exactly `launch.envp`. Returns its pid.
 pub fn start(launch: &Launch, stdout: BorrowedFd, stderr: BorrowedFd) -> io::Result<i32> {
     let program = Path::new(OsStr::from_bytes(&launch.program));
-    let cwd = launch
-        .cwd
-        .as_deref()
-        .map(|cwd| Path::new(OsStr::from_bytes(cwd)));
+    let cwd = cwd_of(launch);
     match cwd {
         Some(cwd) if !posix_spawn::can_chdir() => {
             start_forked(launch, program, cwd, stdout, stderr)
@@ -164,17 +161,9 @@ fn start_posix(
     let attributes = leader_attributes()?;
 
     let first = posix_spawn::spawn(&c_program, &actions, &attributes, &argv, &envp);
-    let cwd = launch
-        .cwd
-        .as_deref()
-        .map(|cwd| Path::new(OsStr::from_bytes(cwd)));
+    let cwd = cwd_of(launch);
     or_as_script(first, program, cwd, || {
-        let sh_argv = CStringArray::new(
-            [SHELL.to_bytes(), launch.program.as_slice()]
-                .into_iter()
-                .chain(launch.argv.iter().skip(1).map(Vec::as_slice)),
-        )
-        .map_err(invalid)?;
+        let sh_argv = script_argv(launch).map_err(invalid)?;
         posix_spawn::spawn(SHELL, &actions, &attributes, &sh_argv, &envp)
     })
 }
@@ -211,17 +200,8 @@ pub fn start_lean(
     };
     let first = lean_spawn::spawn(&exec, ignored);
     let program = Path::new(OsStr::from_bytes(&launch.program));
-    let cwd_path = launch
-        .cwd
-        .as_deref()
-        .map(|cwd| Path::new(OsStr::from_bytes(cwd)));
-    or_as_script(first, program, cwd_path, || {
-        let sh_argv = CStringArray::new(
-            [SHELL.to_bytes(), launch.program.as_slice()]
-                .into_iter()
-                .chain(launch.argv.iter().skip(1).map(Vec::as_slice)),
-        )
-        .map_err(invalid)?;
+    or_as_script(first, program, cwd_of(launch), || {
+        let sh_argv = script_argv(launch).map_err(invalid)?;
         lean_spawn::spawn(
             &Exec {
                 program: SHELL,
@@ -231,6 +211,23 @@ pub fn start_lean(
             ignored,
         )
     })
+}
+
+/// The job's working directory, if it names one.
+fn cwd_of(launch: &Launch) -> Option<&Path> {
+    launch
+        .cwd
+        .as_deref()
+        .map(|cwd| Path::new(OsStr::from_bytes(cwd)))
+}
+
+/// `sh program args...`: how a file without a `#!` line is run (ENOEXEC), as `execvp` does.
+fn script_argv(launch: &Launch) -> Result<CStringArray, NulError> {
+    CStringArray::new(
+        [SHELL.to_bytes(), launch.program.as_slice()]
+            .into_iter()
+            .chain(launch.argv.iter().skip(1).map(Vec::as_slice)),
+    )
 }
 
 /// Session of its own, default signal actions, empty signal mask.
